@@ -1,0 +1,1 @@
+"""Example Helion kernels tuned by pytest-helion-tune: matmul, softmax and rms_norm."""

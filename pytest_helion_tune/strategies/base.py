@@ -1,0 +1,78 @@
+"""What a strategy is handed (``SearchProblem``) and what it returns (``SearchOutcome``).
+
+A strategy knows neither pytest nor files: seeds, timer and budget arrive in the problem.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from ..accuracy import Tolerance
+from ..timing import Timer
+
+
+@dataclasses.dataclass(frozen=True)
+class Seed:
+    """A config worth trying first, and where it came from ("cache: other shape", "llm", ...)."""
+
+    config: dict[str, Any]
+    source: str
+
+
+@dataclasses.dataclass(frozen=True)
+class TracePoint:
+    """The search's best-so-far after ``configs`` candidates and ``seconds`` of wall time."""
+
+    seconds: float
+    configs: int
+    best_ms: float
+
+
+@dataclasses.dataclass
+class Progress:
+    """Live counts of a running search, passed to the progress callback."""
+
+    configs_tested: int = 0
+    failures: int = 0
+    best_ms: float | None = None
+    elapsed_s: float = 0.0
+    phase: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchProblem:
+    kernel: Any  # helion Kernel
+    bound: Any  # its BoundKernel for ``args``
+    args: tuple[Any, ...]
+    reference: Callable[..., Any]
+    tolerance: Tolerance
+    effort: str = "quick"
+    budget_s: float | None = None
+    seed: int = 0
+    seeds: Sequence[Seed] = ()
+    timer: Timer | None = None  # None: Helion's own benchmarking (a GPU with its driver)
+    interpreter: bool = False  # under TRITON_INTERPRET=1: timings rank nothing, keep it small
+    progress: Callable[[Progress], None] | None = None
+    log_path: str | None = None  # where Helion writes its per-candidate CSV and log
+
+
+@dataclasses.dataclass
+class SearchOutcome:
+    config: dict[str, Any]
+    configs_tested: int = 0
+    configs_compiled: int = 0
+    failures: dict[str, int] = dataclasses.field(default_factory=dict)
+    best_ms: float | None = None
+    trace: list[TracePoint] = dataclasses.field(default_factory=list)
+    seed_source: str = ""  # what seeded the search, said once in the summary
+    notes: list[str] = dataclasses.field(default_factory=list)
+    candidates: list[str] = dataclasses.field(default_factory=list)  # config ids in the order tried
+
+
+class Strategy(Protocol):
+    name: str
+    description: str
+
+    def search(self, problem: SearchProblem) -> SearchOutcome: ...
