@@ -99,11 +99,12 @@ def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("helion-tune", "autotuning of Helion kernels (pytest-helion-tune)")
     for name, (ini, help_text, kind) in _OPTIONS.items():
         dest = ini
+        ini_help, help_text = help_text, help_text.replace("%", "%%")  # argparse %-formats help
         if kind == "bool":
             group.addoption(
                 f"--{name}", action="store_true", default=None, dest=dest, help=help_text
             )
-            parser.addini(ini, help=help_text, type="bool", default=False)
+            parser.addini(ini, help=ini_help, type="bool", default=False)
         elif kind == "strategy":
             group.addoption(
                 f"--{name}",
@@ -114,13 +115,13 @@ def add_options(parser: pytest.Parser) -> None:
                 metavar="STRATEGY",
                 help=help_text,
             )
-            parser.addini(ini, help=help_text + " (ini: strategy name)", default=None)
+            parser.addini(ini, help=ini_help + " (ini: strategy name)", default=None)
         else:
             metavar = {"float": "SECONDS", "fraction": "FRACTION", "int": "N", "path": "PATH"}.get(
                 kind, "quick|full"
             )
             group.addoption(f"--{name}", default=None, dest=dest, metavar=metavar, help=help_text)
-            parser.addini(ini, help=help_text, default=None)
+            parser.addini(ini, help=ini_help, default=None)
 
 
 def _raw(config: pytest.Config, ini: str) -> Any:

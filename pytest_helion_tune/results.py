@@ -34,6 +34,7 @@ class CaseResult:
     seed_source: str = ""
     failures: dict[str, int] = dataclasses.field(default_factory=dict)
     trace: list[dict[str, float]] = dataclasses.field(default_factory=list)
+    candidates: list[str] = dataclasses.field(default_factory=list)  # config ids, in the order tried
     notes: list[str] = dataclasses.field(default_factory=list)
     device: str = ""
     timer: str = ""

@@ -17,7 +17,7 @@ from .accuracy import compare
 from .cache import ConfigEntry, ConfigStore, Lookup, now_iso
 from .case import TuneCase
 from .configs import as_dict, describe
-from .errors import HelionTuneError
+from .errors import HelionTuneError, StrategyError
 from .options import Options
 from .results import CaseResult
 from .strategies import Progress, SearchOutcome, SearchProblem, Seed
@@ -123,9 +123,23 @@ class TuneSession:
         wants_tune = self.options.tuning and (self.options.retune or lookup.exact is None)
         if wants_tune:
             assert self.options.strategy is not None
-            outcome = self._tune(case, result, bound, args, tolerance, lookup, key, search_timer)
-            config = outcome.config
             result.origin, result.strategy = "tuned", self.options.strategy
+            try:
+                config = self._tune(case, result, bound, args, tolerance, lookup, key, search_timer).config
+            except StrategyError as exc:
+                # Searches end in a bare error when every candidate was wrong; if the default
+                # config is wrong too, the kernel (or its reference) is the problem: say so.
+                default = as_dict(bound.config_spec.default_config())
+                check = compare(self._compile(bound, default, case.nodeid)(*args), expected, tolerance)
+                if check.ok:
+                    raise
+                result.verdict = "inaccurate"
+                result.message = (
+                    f"{case.nodeid}: no accurate config: {exc.args[0].split(': ', 1)[-1]}; "
+                    f"the default config is inaccurate too: {check.message}"
+                )
+                result.config = default
+                return CaseOutcome(result, TunedKernel(nodeid=case.nodeid, kernel=case.kernel, config=None, problem=result.message))
         elif lookup.exact is not None:
             config = lookup.exact.config
             result.origin, result.strategy = "cache", lookup.exact.strategy
@@ -231,14 +245,15 @@ class TuneSession:
         except HelionTuneError:
             raise
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            raise HelionTuneError(
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else "(no message)"
+            raise StrategyError(
                 f"{case.nodeid}: strategy {strategy.name} failed: {type(exc).__name__}: {first}"
             ) from exc
         result.tune_seconds = time.perf_counter() - start
         result.configs_tested = outcome.configs_tested
         result.failures = outcome.failures
         result.trace = [dataclasses.asdict(p) for p in outcome.trace]
+        result.candidates = list(outcome.candidates)
         result.seed_source = outcome.seed_source
         result.notes.extend(outcome.notes)
         self.say(
