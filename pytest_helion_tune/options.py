@@ -72,6 +72,11 @@ _OPTIONS: dict[str, tuple[str, str, str]] = {
         "Write a JSON report of every case to PATH.",
         "path",
     ),
+    "helion-report-html": (
+        "helion_report_html",
+        "Write a self-contained HTML report (summary, convergence plots, configs) to PATH.",
+        "path",
+    ),
 }
 
 
@@ -89,6 +94,7 @@ class Options:
     perf_tolerance: float = DEFAULT_PERF_TOLERANCE
     strict: bool = False
     report: Path | None = None
+    report_html: Path | None = None
 
     @property
     def tuning(self) -> bool:
@@ -206,10 +212,12 @@ def parse_options(config: pytest.Config, known_strategies: set[str]) -> Options:
     if cache_dir.exists() and not cache_dir.is_dir():
         raise OptionError(f"--helion-cache-dir={cache_dir}: exists and is not a directory")
 
-    report_raw = _raw(config, "helion_report")
-    report = Path(report_raw) if report_raw else None
-    if report is not None and not report.is_absolute():
-        report = Path(config.invocation_params.dir) / report
+    def output_path(ini: str) -> Path | None:
+        raw = _raw(config, ini)
+        if not raw:
+            return None
+        path = Path(raw)
+        return path if path.is_absolute() else Path(config.invocation_params.dir) / path
 
     return Options(
         strategy=strategy,
@@ -221,5 +229,6 @@ def parse_options(config: pytest.Config, known_strategies: set[str]) -> Options:
         update_baselines=_flag(config, "helion_update_baselines"),
         perf_tolerance=tolerance,
         strict=_flag(config, "helion_strict"),
-        report=report,
+        report=output_path("helion_report"),
+        report_html=output_path("helion_report_html"),
     )

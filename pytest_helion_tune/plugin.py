@@ -141,6 +141,15 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     tune = session.config.stash.get(SESSION_KEY, None)
-    if tune is None or tune.options.report is None:
+    if tune is None:
         return
-    write_json(tune.options.report, tune.results, _header(tune))
+    if tune.options.report is not None:
+        write_json(tune.options.report, tune.results, _header(tune))
+    if tune.options.report_html is not None:
+        import datetime
+
+        from .report_html import write_html
+
+        # The date goes into the HTML only, so that the JSON report stays byte-stable.
+        date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+        write_html(tune.options.report_html, tune.results, {**_header(tune), "date": date})
