@@ -143,9 +143,31 @@ def _umask() -> int:
     return mask
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_orphans(path: Path) -> None:
+    """Deletes temporary files of writers that died mid-write (their pid is in the name)."""
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        pid_text = tmp.name[len(path.name) + 2 :].split(".", 1)[0]
+        if pid_text.isdigit() and int(pid_text) != os.getpid() and not _alive(int(pid_text)):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Writes via a temporary file in the same directory and ``os.replace``: never half-written."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _remove_orphans(path)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent
+    )
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; committed files are ordinary files
         with os.fdopen(fd, "w", encoding="utf-8") as handle:

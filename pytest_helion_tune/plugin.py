@@ -5,22 +5,33 @@ Registered through the ``pytest11`` entry point; nothing imports this module.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from . import hookspecs, interpreter
+from . import devices, hookspecs, interpreter
 from .case import MARKER
 from .errors import OptionError
 from .options import add_options, parse_options
 from .report import summary_lines, write_json
 from .results import CaseResult
-from .session import TuneSession
+from .session import TuneSession, inflight_note
 from .tuned import TunedKernel
 
 SESSION_KEY = pytest.StashKey[TuneSession]()
+ASSIGNMENT_KEY = pytest.StashKey[devices.Assignment | None]()
+RESULT_PROPERTY = "helion_tune_result"
+INFLIGHT_INPUT = "helion_tune_inflight_dir"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
+    # Before any conftest imports torch and initializes CUDA: CUDA_VISIBLE_DEVICES set later
+    # would be ignored by the worker's CUDA context.
+    early_config.stash[ASSIGNMENT_KEY] = devices.pin_xdist_worker()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -67,7 +78,16 @@ def pytest_configure(config: pytest.Config) -> None:
         cache = getattr(config, "cache", None)
         return None if cache is None else Path(cache.mkdir("helion-tune-logs"))
 
-    worker = str(getattr(config, "workerinput", {}).get("workerid", ""))
+    workerinput = getattr(config, "workerinput", {})
+    worker = str(workerinput.get("workerid", ""))
+    inflight = workerinput.get(INFLIGHT_INPUT)
+    # (xdist registers its controller plugin after this hook, so ask its options instead)
+    if not worker and getattr(config.option, "dist", "no") != "no":
+        import tempfile
+
+        # The xdist controller: workers leave a note here while tuning, so that a crash
+        # can be pinned on the case that caused it.
+        inflight = tempfile.mkdtemp(prefix="pytest-helion-tune-inflight-")
     reporter = config.pluginmanager.get_plugin("terminalreporter")
 
     def say(line: str) -> None:
@@ -79,12 +99,14 @@ def pytest_configure(config: pytest.Config) -> None:
         say=say,
         timer_for=lambda device: config.hook.pytest_helion_tune_timer(config=config, device=device),
         log_dir=log_dir,
+        inflight_dir=Path(inflight) if inflight else None,
         worker=worker,
     )
     session.on_result.append(
         lambda result: config.hook.pytest_helion_tune_case_done(config=config, result=result)
     )
     config.stash[SESSION_KEY] = session
+    config.pluginmanager.register(_Collector(session), "helion-tune-collector")
 
 
 def _session(config: pytest.Config) -> TuneSession:
@@ -101,13 +123,74 @@ def tuned(request: pytest.FixtureRequest) -> TunedKernel:
     return _session(request.config).outcome(request.node).tuned
 
 
+def _record(item: pytest.Item, result: CaseResult) -> None:
+    """Attaches the result to the item's reports: JUnit XML shows the short properties, and
+    xdist carries the full result to the controller as soon as the test ends."""
+    names = {name for name, _ in item.user_properties}
+    if RESULT_PROPERTY in names:
+        return
+    item.user_properties.extend(
+        [
+            ("helion_origin", result.origin),
+            ("helion_verdict", result.verdict),
+            ("helion_latency_ms", "" if result.latency_ms is None else f"{result.latency_ms:.6g}"),
+            (RESULT_PROPERTY, json.dumps(result.to_json(), sort_keys=True, default=str)),
+        ]
+    )
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     if item.get_closest_marker(MARKER) is not None:
         result = _session(item.config).outcome(item).result
+        _record(item, result)
         if result.failed:
             pytest.fail(result.message or f"{item.nodeid}: {result.verdict}", pytrace=False)
     return (yield)
+
+
+class _Collector:
+    """Hooks that need the session: results arriving from xdist workers, and worker crashes."""
+
+    def __init__(self, session: TuneSession) -> None:
+        self.session = session
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when != "call":
+            return
+        for name, value in report.user_properties:
+            if name == RESULT_PROPERTY:
+                self.session.add_remote(CaseResult.from_json(json.loads(str(value))))
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        if self.session.inflight_dir is not None:
+            node.workerinput[INFLIGHT_INPUT] = str(self.session.inflight_dir)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        notes = self.session.store.notes
+        for note in getattr(node, "workeroutput", {}).get("helion_tune_notes", []):
+            if note not in notes:
+                notes.append(note)
+        worker = str(node.workerinput.get("workerid", ""))
+        if not error or self.session.inflight_dir is None:
+            return
+        crashed = inflight_note(self.session.inflight_dir, worker)
+        if crashed is None:
+            return
+        last = str(error).strip().splitlines()[-1] if str(error).strip() else "no message"
+        self.session.add_remote(
+            CaseResult(
+                nodeid=crashed["nodeid"],
+                verdict="error",
+                worker=worker,
+                message=(
+                    f"{crashed['nodeid']}: worker {worker} crashed while tuning it (key {crashed['key']}): "
+                    f"{last}; nothing was stored for this case, every other case kept its results"
+                ),
+            )
+        )
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
@@ -143,6 +226,10 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     tune = session.config.stash.get(SESSION_KEY, None)
     if tune is None:
         return
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["helion_tune_notes"] = list(tune.store.notes)
+        return  # the controller writes the reports
     if tune.options.report is not None:
         write_json(tune.options.report, tune.results, _header(tune))
     if tune.options.report_html is not None:
@@ -153,3 +240,11 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         # The date goes into the HTML only, so that the JSON report stays byte-stable.
         date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
         write_html(tune.options.report_html, tune.results, {**_header(tune), "date": date})
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    session = config.stash.get(SESSION_KEY, None)
+    if session is not None and session.inflight_dir is not None and not session.worker:
+        import shutil
+
+        shutil.rmtree(session.inflight_dir, ignore_errors=True)

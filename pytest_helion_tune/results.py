@@ -34,12 +34,16 @@ class CaseResult:
     seed_source: str = ""
     failures: dict[str, int] = dataclasses.field(default_factory=dict)
     trace: list[dict[str, float]] = dataclasses.field(default_factory=list)
-    candidates: list[str] = dataclasses.field(default_factory=list)  # config ids, in the order tried
+    candidates: list[str] = dataclasses.field(
+        default_factory=list
+    )  # config ids, in the order tried
     notes: list[str] = dataclasses.field(default_factory=list)
     device: str = ""
     timer: str = ""
     overhead_ms: float = 0.0  # the plugin's own work for this case: key, lookup, file I/O
     worker: str = ""
+    lock_wait_s: float = 0.0  # time spent waiting for the GPU another worker was timing on
+    stored_entry: dict[str, Any] | None = None  # the config entry written, for the controller
 
     @property
     def failed(self) -> bool:

@@ -5,19 +5,24 @@ The plugin module only forwards hooks here; the stores, strategies and timers ar
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from . import interpreter
 from . import key as keys
-from .accuracy import compare
+from .accuracy import Tolerance, compare
 from .cache import ConfigEntry, ConfigStore, Lookup, now_iso
 from .case import TuneCase
 from .configs import as_dict, describe
+from .devices import DeviceLock, identify
 from .errors import HelionTuneError, StrategyError
+from .jsonstore import locked, safe_filename
 from .options import Options
 from .results import CaseResult
 from .strategies import Progress, SearchOutcome, SearchProblem, Seed
@@ -34,12 +39,32 @@ class CaseOutcome:
     tuned: TunedKernel
 
 
+@dataclasses.dataclass
+class CaseRun:
+    """Everything known about one case while it runs."""
+
+    case: TuneCase
+    args: tuple[Any, ...]
+    expected: Any
+    tolerance: Tolerance
+    bound: Any
+    device: keys.DeviceInfo
+    key: keys.CaseKey
+    lookup: Lookup
+    result: CaseResult
+
+
 def _seed_source(entry: ConfigEntry, key: keys.CaseKey) -> str:
     if entry.key.specialization == key.specialization and entry.key.device == key.device:
         return "cache: previous source or toolchain"
     if entry.key.device != key.device:
         return "cache: other device"
     return "cache: other shape"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else "(no message)"
 
 
 class TuneSession:
@@ -53,6 +78,7 @@ class TuneSession:
         progress: Callable[[str, Progress], None] | None = None,
         timer_for: Callable[[keys.DeviceInfo], Timer | None] = lambda _d: None,
         log_dir: Callable[[], Path | None] = lambda: None,
+        inflight_dir: Path | None = None,
         worker: str = "",
     ) -> None:
         self.options = options
@@ -61,9 +87,34 @@ class TuneSession:
         self.progress = progress
         self.timer_for = timer_for
         self.log_dir = log_dir
+        self.inflight_dir = inflight_dir
         self.worker = worker
         self.outcomes: dict[str, CaseOutcome] = {}
+        self.remote: dict[str, CaseResult] = {}  # results other processes (xdist workers) reported
         self.on_result: list[Callable[[CaseResult], None]] = []
+        self._locks: dict[str, DeviceLock] = {}
+        self.started_at = now_iso()
+
+    # -- results --------------------------------------------------------------
+
+    @property
+    def results(self) -> list[CaseResult]:
+        merged = {nodeid: o.result for nodeid, o in self.outcomes.items()}
+        for nodeid, result in self.remote.items():
+            merged.setdefault(nodeid, result)
+        return sorted(merged.values(), key=lambda r: r.nodeid)
+
+    def add_remote(self, result: CaseResult) -> None:
+        """A result from another process; its tuned entry is written here too (a no-op on a
+        shared file system; the only copy for workers on other hosts)."""
+        if result.nodeid in self.outcomes:
+            return
+        self.remote[result.nodeid] = result
+        if result.stored_entry and result.kernel:
+            with contextlib.suppress(ValueError, HelionTuneError):
+                entry = ConfigEntry.from_json(result.kernel, result.stored_entry)
+                if self.store.lookup(entry.key, fresh=True).exact is None:
+                    self.store.put(entry)
 
     # -- per case -------------------------------------------------------------
 
@@ -87,7 +138,7 @@ class TuneSession:
             result.verdict, result.message = "error", str(exc)
         except Exception as exc:  # a bug or a kernel crash must cost one case, not the session
             result.verdict = "error"
-            result.message = f"{item.nodeid}: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+            result.message = f"{item.nodeid}: {type(exc).__name__}: {_first_line(exc)}"
         return CaseOutcome(
             result,
             TunedKernel(nodeid=item.nodeid, kernel=kernel, config=None, problem=result.message),
@@ -102,11 +153,19 @@ class TuneSession:
             return WallClockTimer(calls=1), WallClockTimer(calls=3)
         return None, CudaTimer()
 
-    def _run_case(self, case: TuneCase, result: CaseResult) -> CaseOutcome:
-        start = time.perf_counter()
+    def device_lock(self, device: keys.DeviceInfo) -> DeviceLock:
+        """The lock of the physical GPU this process times on (one per host and GPU)."""
+        name = device.name
+        if not device.is_interpreter:
+            identity = identify()
+            name = identity.lock_name if identity is not None else device.label
+        if name not in self._locks:
+            self._locks[name] = DeviceLock(name)
+        return self._locks[name]
+
+    def _prepare(self, case: TuneCase, result: CaseResult) -> CaseRun:
         args = case.make_inputs()
         expected = case.expected(args)
-        tolerance = case.tolerance(expected)
         bound = case.kernel.bind(args)
         device = keys.device_for(args)
         key = keys.make_key(case.kernel, args, device)
@@ -115,56 +174,59 @@ class TuneSession:
         result.device = device.label
         result.stale = lookup.exact is None and bool(lookup.stale)
         result.stale_reason = lookup.stale_reason(key)
-        overhead = time.perf_counter() - start
-        search_timer, final_timer = self._timers(device)
-        result.timer = final_timer.name
+        return CaseRun(
+            case, args, expected, case.tolerance(expected), bound, device, key, lookup, result
+        )
 
-        config: dict[str, Any] | None
-        wants_tune = self.options.tuning and (self.options.retune or lookup.exact is None)
+    def _run_case(self, case: TuneCase, result: CaseResult) -> CaseOutcome:
+        start = time.perf_counter()
+        run = self._prepare(case, result)
+        overhead = time.perf_counter() - start
+        search_timer, final_timer = self._timers(run.device)
+        result.timer = final_timer.name
+        lock = self.device_lock(run.device)
+
+        config: dict[str, Any]
+        wants_tune = self.options.tuning and (self.options.retune or run.lookup.exact is None)
         if wants_tune:
             assert self.options.strategy is not None
             result.origin, result.strategy = "tuned", self.options.strategy
-            try:
-                config = self._tune(case, result, bound, args, tolerance, lookup, key, search_timer).config
-            except StrategyError as exc:
-                # Searches end in a bare error when every candidate was wrong; if the default
-                # config is wrong too, the kernel (or its reference) is the problem: say so.
-                default = as_dict(bound.config_spec.default_config())
-                check = compare(self._compile(bound, default, case.nodeid)(*args), expected, tolerance)
-                if check.ok:
-                    raise
-                result.verdict = "inaccurate"
-                result.message = (
-                    f"{case.nodeid}: no accurate config: {exc.args[0].split(': ', 1)[-1]}; "
-                    f"the default config is inaccurate too: {check.message}"
-                )
-                result.config = default
-                return CaseOutcome(result, TunedKernel(nodeid=case.nodeid, kernel=case.kernel, config=None, problem=result.message))
-        elif lookup.exact is not None:
-            config = lookup.exact.config
-            result.origin, result.strategy = "cache", lookup.exact.strategy
+            with self._claim(run) as fresh:
+                if fresh is not None:  # another worker tuned this key while we waited
+                    config = fresh.config
+                    result.origin, result.strategy, wants_tune = "cache", fresh.strategy, False
+                else:
+                    try:
+                        config = self._tune(run, search_timer, lock).config
+                    except StrategyError as exc:
+                        return self._no_accurate_config(run, exc)
+        elif run.lookup.exact is not None:
+            config = run.lookup.exact.config
+            result.origin, result.strategy = "cache", run.lookup.exact.strategy
         else:
-            config = as_dict(bound.config_spec.default_config())
+            config = as_dict(run.bound.config_spec.default_config())
             result.origin = "default"
             if self.options.strict:
                 why = f"stale entry ({result.stale_reason})" if result.stale else "no cache entry"
                 result.verdict = "error"
                 result.message = (
-                    f"{case.nodeid}: {why} for {key.kernel} [{key.specialization}] on {key.device} "
-                    f"(--helion-strict); run pytest --helion-tune to tune it"
+                    f"{case.nodeid}: {why} for {run.key.kernel} [{run.key.specialization}] on "
+                    f"{run.key.device} (--helion-strict); run pytest --helion-tune to tune it"
                 )
         result.config = config
 
-        compiled = self._compile(bound, config, case.nodeid)
-        check = compare(compiled(*args), expected, tolerance)
+        compiled = self._compile(run.bound, config, case.nodeid)
+        check = compare(compiled(*run.args), run.expected, run.tolerance)
         if not check.ok:
             result.verdict = "inaccurate"
             result.message = f"{case.nodeid}: {result.origin} config is inaccurate: {check.message}"
         else:
-            result.latency_ms, result.eager_ms = self._measure(final_timer, compiled, case, args)
+            with lock.held() as waited:
+                result.lock_wait_s += waited
+                result.latency_ms, result.eager_ms = self._measure(final_timer, compiled, run)
             if wants_tune:  # only an accurate config is ever stored
                 write_start = time.perf_counter()
-                self._store(case, result, key, config)
+                self._store(run, config)
                 overhead += time.perf_counter() - write_start
         result.overhead_ms = overhead * 1e3
         tuned = TunedKernel(
@@ -180,6 +242,67 @@ class TuneSession:
 
     # -- steps ----------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def _claim(self, run: CaseRun) -> Iterator[ConfigEntry | None]:
+        """Holds the key's claim, so one process tunes it while the others wait and reuse it.
+
+        Yields the entry another process wrote meanwhile, or None: then this one tunes.
+        """
+        path = self.store.path_for(run.key.kernel).with_name(
+            f"{safe_filename(run.key.kernel)}.{run.key.short}.claim"
+        )
+        with locked(path):
+            latest = self.store.lookup(run.key, fresh=True).exact
+            if latest is not None and (
+                not self.options.retune or latest.tuned_at >= self.started_at
+            ):
+                yield latest
+                return
+            with self._inflight(run):
+                yield None
+
+    @contextlib.contextmanager
+    def _inflight(self, run: CaseRun) -> Iterator[None]:
+        """Leaves a note while tuning, so that the controller can name the case if we crash."""
+        if self.inflight_dir is None or not self.worker:
+            yield
+            return
+        note = self.inflight_dir / f"{self.worker}.json"
+        with contextlib.suppress(OSError):
+            note.write_text(
+                json.dumps({"nodeid": run.case.nodeid, "key": run.key.short, "since": now_iso()})
+            )
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                note.unlink()
+
+    def _no_accurate_config(self, run: CaseRun, exc: StrategyError) -> CaseOutcome:
+        """Searches end in a bare error when every candidate was wrong; if the default config is
+        wrong too, the kernel (or its reference) is the problem: say so, else report the error."""
+        default = as_dict(run.bound.config_spec.default_config())
+        check = compare(
+            self._compile(run.bound, default, run.case.nodeid)(*run.args),
+            run.expected,
+            run.tolerance,
+        )
+        if check.ok:
+            raise exc
+        result = run.result
+        result.verdict = "inaccurate"
+        result.message = (
+            f"{run.case.nodeid}: no accurate config: {exc.args[0].split(': ', 1)[-1]}; "
+            f"the default config is inaccurate too: {check.message}"
+        )
+        result.config = default
+        return CaseOutcome(
+            result,
+            TunedKernel(
+                nodeid=run.case.nodeid, kernel=run.case.kernel, config=None, problem=result.message
+            ),
+        )
+
     @staticmethod
     def _compile(bound: Any, config: dict[str, Any], nodeid: str) -> Any:
         import helion
@@ -187,9 +310,8 @@ class TuneSession:
         try:
             return bound.compile_config(helion.Config(**config), allow_print=False)
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             raise HelionTuneError(
-                f"{nodeid}: config does not compile ({type(exc).__name__}: {first})"
+                f"{nodeid}: config does not compile ({type(exc).__name__}: {_first_line(exc)})"
             ) from exc
 
     def _seeds(self, lookup: Lookup, key: keys.CaseKey) -> list[Seed]:
@@ -202,54 +324,48 @@ class TuneSession:
         directory = self.log_dir()
         if directory is None:
             return None
-        from .jsonstore import safe_filename
-
         return str(directory / safe_filename(nodeid.replace("/", ".").replace("::", ".")))
 
-    def _tune(
-        self,
-        case: TuneCase,
-        result: CaseResult,
-        bound: Any,
-        args: tuple[Any, ...],
-        tolerance: Any,
-        lookup: Lookup,
-        key: keys.CaseKey,
-        timer: Timer | None,
-    ) -> SearchOutcome:
+    def _tune(self, run: CaseRun, timer: Timer | None, lock: DeviceLock) -> SearchOutcome:
         assert self.options.strategy is not None
         strategy = get_strategy(self.options.strategy)
+        case, result = run.case, run.result
         progress = None
         if self.progress is not None:
             report, nodeid = self.progress, case.nodeid
             progress = lambda p: report(nodeid, p)  # noqa: E731
         problem = SearchProblem(
             kernel=case.kernel,
-            bound=bound,
-            args=args,
+            bound=run.bound,
+            args=run.args,
             reference=case.reference,
-            tolerance=tolerance,
+            tolerance=run.tolerance,
             effort=self.options.effort,
             budget_s=self.options.budget_s,
             seed=self.options.seed,
-            seeds=self._seeds(lookup, key),
+            seeds=self._seeds(run.lookup, run.key),
             timer=timer,
             interpreter=interpreter.active(),
             progress=progress,
             log_path=self._log_path(case.nodeid),
         )
-        self.say(f"tuning {case.nodeid} with {strategy.name} ({key.specialization}; {key.device})")
-        start = time.perf_counter()
-        try:
-            outcome = strategy.search(problem)
-        except HelionTuneError:
-            raise
-        except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else "(no message)"
-            raise StrategyError(
-                f"{case.nodeid}: strategy {strategy.name} failed: {type(exc).__name__}: {first}"
-            ) from exc
-        result.tune_seconds = time.perf_counter() - start
+        self.say(
+            f"tuning {case.nodeid} with {strategy.name} ({run.key.specialization}; {run.key.device})"
+        )
+        # Compiling and timing interleave inside Helion's searches, so the whole search holds
+        # the GPU: two workers timing on one GPU would corrupt each other's numbers.
+        with lock.held() as waited:
+            result.lock_wait_s += waited
+            start = time.perf_counter()
+            try:
+                outcome = strategy.search(problem)
+            except HelionTuneError:
+                raise
+            except Exception as exc:
+                raise StrategyError(
+                    f"{case.nodeid}: strategy {strategy.name} failed: {type(exc).__name__}: {_first_line(exc)}"
+                ) from exc
+            result.tune_seconds = time.perf_counter() - start
         result.configs_tested = outcome.configs_tested
         result.failures = outcome.failures
         result.trace = [dataclasses.asdict(p) for p in outcome.trace]
@@ -262,31 +378,38 @@ class TuneSession:
         )
         return outcome
 
-    def _store(
-        self, case: TuneCase, result: CaseResult, key: keys.CaseKey, config: dict[str, Any]
-    ) -> None:
+    def _store(self, run: CaseRun, config: dict[str, Any]) -> None:
+        result = run.result
         entry = ConfigEntry(
-            key=key,
+            key=run.key,
             config=config,
             latency_ms=result.latency_ms,
             eager_ms=result.eager_ms,
             strategy=result.strategy,
             configs_tested=result.configs_tested,
             tune_seconds=result.tune_seconds,
-            nodeid=case.nodeid,
+            nodeid=run.case.nodeid,
             tuned_at=now_iso(),
         )
         self.store.put(entry)
+        result.stored_entry = entry.to_json()
 
-    def _measure(
-        self, timer: Timer, compiled: Any, case: TuneCase, args: tuple[Any, ...]
-    ) -> tuple[float, float]:
+    def _measure(self, timer: Timer, compiled: Any, run: CaseRun) -> tuple[float, float]:
         rounds = 3 if isinstance(timer, WallClockTimer) else 5
+        args, reference = run.args, run.case.reference
         kernel_ms, eager_ms = timer.medians(
-            [lambda: compiled(*args), lambda: case.reference(*args)], ["kernel", "eager"], rounds
+            [lambda: compiled(*args), lambda: reference(*args)], ["kernel", "eager"], rounds
         )
         return kernel_ms, eager_ms
 
-    @property
-    def results(self) -> list[CaseResult]:
-        return [o.result for o in self.outcomes.values()]
+
+def inflight_note(directory: Path, worker: str) -> dict[str, Any] | None:
+    """What a crashed worker was tuning, from the note it left (None if it left none)."""
+    path = directory / f"{worker}.json"
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+    return data
