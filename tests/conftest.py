@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-KERNELS = '''
+KERNELS = """
 import helion
 import helion.language as hl
 import torch
@@ -34,9 +34,9 @@ def softmax(x: torch.Tensor) -> torch.Tensor:
     for tile_n in hl.tile(n):
         out[tile_n, :] = torch.softmax(x[tile_n, :], dim=1)
     return out
-'''
+"""
 
-TESTS = '''
+TESTS = """
 import pytest
 import torch
 from kernels import add, softmax
@@ -63,10 +63,10 @@ def test_add(tuned, n):
 def test_softmax(tuned):
     x = torch.randn(4, 32)
     torch.testing.assert_close(tuned(x), torch.softmax(x, dim=-1))
-'''
+"""
 
 # Records every Helion search constructed in this process, so a test can assert "zero".
-COUNTING_CONFTEST = '''
+COUNTING_CONFTEST = """
 import os
 
 import helion.autotuner.base_search as base_search
@@ -81,7 +81,7 @@ def _counting_init(self, *args, **kwargs):
 
 
 base_search.BaseSearch.__init__ = _counting_init
-'''
+"""
 
 
 class Project:
@@ -120,7 +120,9 @@ class Project:
         return self.search_log.read_text().split()
 
     def store(self, kernel: str) -> dict[str, Any]:
-        data: dict[str, Any] = json.loads((self.cache / "configs" / f"kernels.{kernel}.json").read_text())
+        data: dict[str, Any] = json.loads(
+            (self.cache / "configs" / f"kernels.{kernel}.json").read_text()
+        )
         return data
 
     def edit_kernel(self, old: str, new: str) -> None:

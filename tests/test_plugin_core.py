@@ -22,7 +22,10 @@ def test_tune_then_read_cache_without_any_search(project: Project) -> None:
     stored = project.store("add")
     assert stored["schema"] == 1
     assert len(stored["entries"]) == 2
-    assert {e["specialization"] for e in stored["entries"]} == {"x=float32[64] y=float32[64]", "x=float32[128] y=float32[128]"}
+    assert {e["specialization"] for e in stored["entries"]} == {
+        "x=float32[64] y=float32[64]",
+        "x=float32[128] y=float32[128]",
+    }
     assert all(e["device"] == "interpreter" for e in stored["entries"])
     before = {p.name: p.read_bytes() for p in (project.cache / "configs").glob("*.json")}
 
@@ -43,7 +46,9 @@ def test_tune_then_read_cache_without_any_search(project: Project) -> None:
 
 def test_retune_searches_again(project: Project) -> None:
     project.run("--helion-tune=random", "-k", "softmax").assert_outcomes(passed=1, deselected=2)
-    project.run("--helion-tune=random", "--helion-retune", "-k", "softmax").assert_outcomes(passed=1, deselected=2)
+    project.run("--helion-tune=random", "--helion-retune", "-k", "softmax").assert_outcomes(
+        passed=1, deselected=2
+    )
     assert project.searches()
     assert project.cases()["test_softmax"]["origin"] == "tuned"
 
@@ -67,7 +72,9 @@ def test_edited_kernel_makes_entry_stale_and_strict_fails(project: Project) -> N
 
     retuned = project.run("-k", "add", "--helion-tune=random")
     retuned.assert_outcomes(passed=2, deselected=1)
-    assert len(project.store("add")["entries"]) == 4, "old entries must survive next to the new ones"
+    assert len(project.store("add")["entries"]) == 4, (
+        "old entries must survive next to the new ones"
+    )
     seeded = project.cases()["test_add[64]"]["seed_source"]
     assert "cache: previous source or toolchain" in seeded
 
@@ -103,9 +110,22 @@ def test_inaccurate_result_fails_and_is_never_stored(project: Project) -> None:
 
 
 def test_two_processes_tuning_one_kernel_file_lose_nothing(project: Project) -> None:
-    env_cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--helion-tune=random"]
+    env_cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--helion-tune=random",
+    ]
     procs = [
-        subprocess.Popen([*env_cmd, "-k", key], cwd=project.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        subprocess.Popen(
+            [*env_cmd, "-k", key],
+            cwd=project.path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
         for key in ("add and 64", "add and 128")
     ]
     outputs = [p.communicate(timeout=300)[0].decode() for p in procs]
@@ -121,7 +141,11 @@ def test_corrupt_cache_file_is_moved_aside_and_the_run_goes_on(project: Project)
     damaged.write_text('{"schema": 1, "entries": [\n<<<<<<< HEAD\n')
     result = project.run("-k", "add")
     result.assert_outcomes(passed=2, deselected=1)
-    result.stdout.fnmatch_lines(["*kernels.add.json: contains merge-conflict markers*moved aside to kernels.add.json.damaged-*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*kernels.add.json: contains merge-conflict markers*moved aside to kernels.add.json.damaged-*"
+        ]
+    )
     aside = list(configs.glob("kernels.add.json.damaged-*"))
     assert len(aside) == 1 and "<<<<<<<" in aside[0].read_text()
     assert not damaged.exists()
@@ -177,12 +201,18 @@ def test_bad_case_definitions_fail_with_one_line_naming_the_test(project: Projec
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--helion-tune=nonsense"], "*--helion-tune=nonsense: unknown strategy; choose one of*lfbo*"),
+        (
+            ["--helion-tune=nonsense"],
+            "*--helion-tune=nonsense: unknown strategy; choose one of*lfbo*",
+        ),
         (["--helion-budget=-3"], "*--helion-budget=-3: must be 0 (no cap) or a positive number*"),
         (["--helion-budget=soon"], "*--helion-budget='soon': expected a number*"),
         (["--helion-effort=max"], "*--helion-effort=max: choose one of quick, full*"),
         (["--helion-perf-tolerance=-1"], "*--helion-perf-tolerance=-1*"),
-        (["--helion-tune", "test_kernels.py"], "*'test_kernels.py' is a path*--helion-tune=llm-seeded test_kernels.py*"),
+        (
+            ["--helion-tune", "test_kernels.py"],
+            "*'test_kernels.py' is a path*--helion-tune=llm-seeded test_kernels.py*",
+        ),
     ],
 )
 def test_bad_options_are_usage_errors(project: Project, args: list[str], message: str) -> None:
@@ -214,7 +244,7 @@ def test_tune_case_marker_passes_strict_markers(project: Project) -> None:
     project.run("--strict-markers", "-k", "softmax").assert_outcomes(passed=1, deselected=2)
 
 
-PROBE_CONFTEST = '''
+PROBE_CONFTEST = """
 import json
 import os
 
@@ -243,7 +273,7 @@ class Probe(HelionSearch):
 
 
 strategies.register("probe", lambda: Probe("probe", "RandomSearch", "records its problem"))
-'''
+"""
 
 
 def test_budget_effort_and_seed_reach_the_strategy(project: Project) -> None:
@@ -252,9 +282,14 @@ def test_budget_effort_and_seed_reach_the_strategy(project: Project) -> None:
     import os
 
     os.environ["PROBE_LOG"] = str(log)
-    project.run("--helion-tune=probe", "--helion-budget=7", "--helion-effort=full", "--helion-seed=3", "-k", "softmax").assert_outcomes(
-        passed=1, deselected=2
-    )
+    project.run(
+        "--helion-tune=probe",
+        "--helion-budget=7",
+        "--helion-effort=full",
+        "--helion-seed=3",
+        "-k",
+        "softmax",
+    ).assert_outcomes(passed=1, deselected=2)
     import json
 
     seen = [json.loads(line) for line in log.read_text().splitlines()]
@@ -294,7 +329,9 @@ def test_same_seed_same_candidate_sequence(project: Project) -> None:
     sequences = []
     for seed in ("5", "5", "6"):
         shutil_rmtree(project.cache)
-        project.run("--helion-tune=lfbo", f"--helion-seed={seed}", "-k", "softmax").assert_outcomes(passed=1, deselected=2)
+        project.run("--helion-tune=lfbo", f"--helion-seed={seed}", "-k", "softmax").assert_outcomes(
+            passed=1, deselected=2
+        )
         case = project.cases()["test_softmax"]
         assert case["timer"] == "code-hash"
         sequences.append(case["candidates"])
@@ -308,8 +345,9 @@ def shutil_rmtree(path: object) -> None:
     shutil.rmtree(str(path), ignore_errors=True)
 
 
-COUNTING_AND_TIMER = textwrap.dedent(
-    '''
+COUNTING_AND_TIMER = (
+    textwrap.dedent(
+        """
 import os
 
 import helion.autotuner.base_search as base_search
@@ -324,5 +362,7 @@ def _counting_init(self, *args, **kwargs):
 
 
 base_search.BaseSearch.__init__ = _counting_init
-'''
-) + DETERMINISTIC_TIMER
+"""
+    )
+    + DETERMINISTIC_TIMER
+)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -10,6 +11,7 @@ from conftest import Project
 pytestmark = pytest.mark.slow
 
 INTERVAL_TIMER = '''
+import itertools
 import json
 import os
 import time
@@ -75,7 +77,7 @@ def test_results_of_every_worker_reach_the_controller(project: Project) -> None:
     intervals = [json.loads(line) for line in log.read_text().splitlines()]
     assert len({pid for pid, _, _ in intervals}) == 2, "both workers timed something"
     intervals.sort(key=lambda t: t[1])
-    for (pid_a, _start_a, end_a), (pid_b, start_b, _end_b) in zip(intervals, intervals[1:]):
+    for (pid_a, _start_a, end_a), (pid_b, start_b, _end_b) in itertools.pairwise(intervals):
         if pid_a != pid_b:
             assert start_b >= end_a - 1e-3, "two workers timed on one device at once"
 
