@@ -11,6 +11,7 @@ from collections.abc import Callable
 from ..errors import StrategyError
 from .base import Progress, SearchOutcome, SearchProblem, Seed, Strategy, TracePoint
 from .helion_search import HelionSearch
+from .seeded import SeededSearch
 
 ENTRY_POINT_GROUP = "pytest_helion_tune.strategies"
 
@@ -25,10 +26,14 @@ _BUILTIN: dict[str, Factory] = {
         "de", "DifferentialEvolutionSearch", "Helion's DifferentialEvolutionSearch"
     ),
     "random": lambda: HelionSearch("random", "RandomSearch", "Helion's RandomSearch"),
+    "seeded": SeededSearch,
 }
 
 # Names users may ask for whose implementation is not in this build; asking gives this text.
-_PLANNED: dict[str, str] = {}
+_PLANNED: dict[str, str] = {
+    "llm-seeded": "LLM-seeded tuning is not in this build yet; use --helion-tune=seeded (no LLM)",
+    "llm": "LLM-guided tuning is not in this build yet; use --helion-tune=seeded",
+}
 
 
 def _entry_points() -> dict[str, importlib.metadata.EntryPoint]:

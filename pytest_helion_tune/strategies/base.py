@@ -56,6 +56,8 @@ class SearchProblem:
     interpreter: bool = False  # under TRITON_INTERPRET=1: timings rank nothing, keep it small
     progress: Callable[[Progress], None] | None = None
     log_path: str | None = None  # where Helion writes its per-candidate CSV and log
+    llm: Any = None  # an ``llm.LLMClient`` when one is configured (and reachable), else None
+    llm_budget_s: float | None = None  # total time the LLM exchanges of this case may take
 
 
 @dataclasses.dataclass

@@ -1,0 +1,324 @@
+"""``seeded``: the project's own search. A cheap probe around the default config and the seeds
+decides in seconds whether anything beats the default; only then a short, seeded LFBO runs.
+
+Rules (stated, not tuned per kernel):
+1. Probe: Helion benchmarks the default config, every usable seed (cache entries, LLM
+   proposals) and the radius-1 pattern neighbours of the best-known start (one field changed,
+   or two block sizes), capped and sampled with the search seed.
+2. Early stop: the probe's best three and the default are re-timed interleaved on the common
+   timer. Unless one beats the default by at least ``GAIN_TO_CONTINUE`` (1.5%, above the
+   re-timing noise), the search stops here and returns the faster of the default and that best.
+3. Refine: otherwise Helion's LFBOTreeSearch starts from the probe's best configs (pinned as
+   seeds) with a plateau stop (a path ends after ``PATIENCE`` generations that improve the best by
+   less than ``MIN_IMPROVEMENT``), one polish round and a short final shootout, inside the
+   remaining budget (Helion checks it between candidates).
+4. Final: the default, the probe's best and the search's best four are re-timed interleaved
+   on the common timer; the fastest wins, so the result is never slower than the default there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import math
+import os
+import random
+import statistics
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from .. import monitor
+from ..configs import as_dict
+from ..errors import StrategyError
+from ..timing import CudaTimer, Timer, WallClockTimer
+from .base import SearchOutcome, SearchProblem, TracePoint
+from .helion_env import prepared, usable_seeds
+from .helion_search import collected_metrics, log_path, metrics_outcome
+
+GAIN_TO_CONTINUE = 0.015
+MIN_IMPROVEMENT = 0.005
+PATIENCE = 1
+PROBE_NEIGHBOURS = 40  # cold: around the default config
+PROBE_NEIGHBOURS_WARM = 24  # warm: around the best seed, which is usually close already
+RETIME_ROUNDS = 7
+
+# Under the interpreter timings rank nothing: keep every stage to a handful of candidates.
+_INTERPRETER = {
+    "neighbours": 4,
+    "max_generations": 1,
+    "copies": 1,
+    "num_neighbors": 16,
+    "polish_rounds": 0,
+    "rounds": 2,
+}
+
+
+def _canonical_id(config: Any) -> str:
+    try:
+        from helion.autotuner.logger import canonical_config_id
+    except ImportError:  # Helion 1.5.0 keeps it elsewhere
+        from helion.autotuner.search_space_logger import canonical_config_id
+    return str(canonical_config_id(config))
+
+
+def pattern_neighbours(bound: Any, base: Any, settings: Any) -> list[Any]:
+    """Configs one step from ``base``: each field to a neighbouring value, block sizes in pairs."""
+    gen = bound.config_spec.create_config_generation(
+        overrides=settings.autotune_config_overrides or None
+    )
+    flat = gen.flatten(base)
+    overridden = set(getattr(gen, "overridden_flat_indices", ()) or ())
+    options = [
+        [] if i in overridden else list(spec.pattern_neighbors(flat[i]))
+        for i, spec in enumerate(gen.flat_spec)
+    ]
+    flats: list[list[Any]] = []
+    for i, values in enumerate(options):
+        flats.extend([*flat[:i], v, *flat[i + 1 :]] for v in values)
+    blocks = [i for i in gen.block_size_indices if i not in overridden]
+    for a_pos, a in enumerate(blocks):
+        for b in blocks[a_pos + 1 :]:
+            for va in options[a]:
+                for vb in options[b]:
+                    pair = list(flat)
+                    pair[a], pair[b] = va, vb
+                    flats.append(pair)
+    out = []
+    for candidate in flats:
+        with contextlib.suppress(Exception):  # an illegal combination is simply not a neighbour
+            out.append(gen.unflatten(candidate))
+    return out
+
+
+@contextlib.contextmanager
+def _env(**values: str) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _ranked(path: Path) -> list[tuple[float, str]]:
+    """(perf, config id) of every finished candidate in a Helion CSV log, fastest first."""
+    import csv
+
+    rows: dict[str, float] = {}
+    with contextlib.suppress(FileNotFoundError), path.open(newline="") as handle:
+        for row in csv.reader(handle):
+            if len(row) < 6 or row[0] == "run_id" or row[4] == "started" or not row[5]:
+                continue
+            with contextlib.suppress(ValueError):
+                perf = float(row[5])
+                if math.isfinite(perf):
+                    rows[row[2]] = min(perf, rows.get(row[2], math.inf))
+    return sorted((perf, cid) for cid, perf in rows.items())
+
+
+class SeededSearch:
+    """The project's own search; see the module docstring for its rules."""
+
+    name = "seeded"
+    description = "probe around the default and the cached seeds, stop early unless it pays, then a short seeded LFBO"
+
+    def __init__(self, name: str = "seeded", extra_seed_source: str = "") -> None:
+        self.name = name
+        self.extra_seed_source = extra_seed_source
+
+    def search(self, problem: SearchProblem) -> SearchOutcome:
+        start = time.perf_counter()
+        notes: list[str] = []
+        seeds = usable_seeds(problem.bound, list(problem.seeds), notes)
+        trim = _INTERPRETER if problem.interpreter else {}
+        timer: Timer = problem.timer or (WallClockTimer() if problem.interpreter else CudaTimer())
+        rounds = int(trim.get("rounds", RETIME_ROUNDS))
+        outcome = SearchOutcome(config={}, notes=notes)
+        outcome.seed_source = (
+            ", ".join(dict.fromkeys(s.source for s, _ in seeds)) or "none (default config)"
+        )
+
+        with log_path(problem) as base:
+            probe_log = base.with_name(base.name + "-probe")
+            local = SearchProblem(**{**problem.__dict__, "log_path": str(probe_log)})
+            with prepared(local, []) as settings:
+                default = problem.bound.config_spec.default_config()
+                known: dict[str, Any] = {_canonical_id(default): default}
+                for _seed, config in seeds:
+                    known.setdefault(_canonical_id(config), config)
+                start_config = seeds[0][1] if seeds else default
+                cap = int(
+                    trim.get("neighbours", PROBE_NEIGHBOURS_WARM if seeds else PROBE_NEIGHBOURS)
+                )
+                neighbours = pattern_neighbours(problem.bound, start_config, settings)
+                random.Random(problem.seed).shuffle(neighbours)
+                for config in neighbours:
+                    if len(known) >= len(seeds) + 1 + cap:
+                        break
+                    known.setdefault(_canonical_id(config), config)
+                probe_configs = list(known.values())
+                self._run_helion(
+                    problem, "FiniteSearch", {"configs": probe_configs}, probe_log, outcome, 0.0
+                )
+            ranked = _ranked(probe_log.with_suffix(".csv"))
+            contenders = [default, *self._configs_by_id(probe_log, [c for _p, c in ranked[:3]])]
+            times = self._retime(problem, timer, contenders, rounds)
+            best = min(range(len(contenders)), key=lambda i: times[i])
+            gain = times[0] / times[best] - 1 if times[best] > 0 else 0.0
+            notes.append(
+                f"probe: {len(probe_configs)} configs, best {gain * 100:+.1f}% vs default on the common timer"
+            )
+            final_pool = [default, contenders[best]]
+            elapsed = time.perf_counter() - start
+            remaining = None if problem.budget_s is None else problem.budget_s - elapsed
+            if gain < GAIN_TO_CONTINUE or (remaining is not None and remaining < 5):
+                reason = (
+                    "the default is not beaten beyond noise"
+                    if gain < GAIN_TO_CONTINUE
+                    else "budget spent"
+                )
+                notes.append(f"stopped after the probe: {reason}")
+                outcome.config = as_dict(contenders[best])
+                outcome.best_ms = times[best]
+                return outcome
+
+            lfbo_log = base.with_name(base.name + "-lfbo")
+            pinned = self._configs_by_id(probe_log, [c for _p, c in ranked[:5]])
+            kwargs: dict[str, Any] = {
+                "copies": int(trim.get("copies", 2)),
+                "max_generations": int(
+                    trim.get("max_generations", 4 if problem.effort == "quick" else 10)
+                ),
+                "patience": PATIENCE,
+                "min_improvement_delta": MIN_IMPROVEMENT,
+                "polish_rounds": int(trim.get("polish_rounds", 1)),
+                "num_neighbors": int(trim.get("num_neighbors", 200)),
+                "best_available_pad_random": False,
+            }
+            local = SearchProblem(
+                **{**problem.__dict__, "log_path": str(lfbo_log), "budget_s": remaining}
+            )
+            with (
+                prepared(local, pinned),
+                _env(
+                    # Helion's final shootout re-times each finalist for 5 s; ours follows instead.
+                    HELION_AUTOTUNE_FINAL_REBENCHMARK_TARGET_MS="300",
+                    HELION_AUTOTUNE_FINAL_REBENCHMARK_TOP_K="4",
+                ),
+            ):
+                lfbo_best = self._run_helion(
+                    problem, "LFBOTreeSearch", kwargs, lfbo_log, outcome, elapsed
+                )
+            top = self._configs_by_id(
+                lfbo_log, [c for _p, c in _ranked(lfbo_log.with_suffix(".csv"))[:4]]
+            )
+            seen = {_canonical_id(c) for c in final_pool}
+            for config in [lfbo_best, *top]:
+                if _canonical_id(config) not in seen:
+                    seen.add(_canonical_id(config))
+                    final_pool.append(config)
+            times = self._retime(problem, timer, final_pool, rounds)
+            best = min(range(len(final_pool)), key=lambda i: times[i])
+            notes.append(
+                f"refined: {len(final_pool)} finalists re-timed, best {(times[0] / times[best] - 1) * 100:+.1f}% vs default"
+            )
+            outcome.config = as_dict(final_pool[best])
+            outcome.best_ms = times[best]
+            return outcome
+
+    # -- pieces -----------------------------------------------------------------
+
+    def _run_helion(
+        self,
+        problem: SearchProblem,
+        class_name: str,
+        kwargs: dict[str, Any],
+        base: Path,
+        outcome: SearchOutcome,
+        offset_s: float,
+    ) -> Any:
+        """Runs one Helion search class; adds its candidates and trace to ``outcome``; returns its best."""
+        from helion.autotuner import search_algorithms
+
+        from .helion_search import search_kwargs
+
+        cls = search_algorithms.get(class_name)
+        if cls is None:
+            raise StrategyError(f"strategy {self.name}: this Helion has no {class_name}")
+        if class_name != "FiniteSearch":
+            merged = {**search_kwargs(cls, problem, problem.bound.settings), **kwargs}
+            accepted = inspect.signature(cls.__init__).parameters
+            kwargs = {k: v for k, v in merged.items() if k in accepted}
+        with (
+            collected_metrics() as metrics,
+            monitor.follow(base.with_suffix(".csv"), problem.progress, time.perf_counter) as log,
+        ):
+            best = cls(problem.bound, problem.args, **kwargs).autotune(skip_cache=True)
+        tested_before = outcome.configs_tested
+        for point in log.trace:
+            if outcome.best_ms is None or point.best_ms < outcome.best_ms:
+                outcome.best_ms = point.best_ms
+                outcome.trace.append(
+                    TracePoint(
+                        point.seconds + offset_s, point.configs + tested_before, point.best_ms
+                    )
+                )
+        outcome.candidates.extend(log.candidates)
+        outcome.configs_tested += log.tested
+        outcome.configs_compiled += log.started or log.tested
+        before = dict(outcome.failures)
+        metrics_outcome(metrics, outcome)
+        for k, v in before.items():
+            outcome.failures[k] = outcome.failures.get(k, 0) + v
+        outcome.configs_tested = max(outcome.configs_tested, tested_before + log.tested)
+        return best
+
+    @staticmethod
+    def _configs_by_id(base: Path, ids: Sequence[str]) -> list[Any]:
+        """Reads configs back from Helion's CSV (its ``config`` column is a ``Config(...)`` repr)."""
+        import csv
+
+        import helion
+
+        wanted = set(ids)
+        found: dict[str, Any] = {}
+        with (
+            contextlib.suppress(FileNotFoundError),
+            base.with_suffix(".csv").open(newline="") as handle,
+        ):
+            for row in csv.reader(handle):
+                if len(row) >= 8 and row[2] in wanted and row[2] not in found:
+                    text = row[7]
+                    if text.startswith("Config(") and text.endswith(")"):
+                        with contextlib.suppress(Exception):
+                            found[row[2]] = helion.Config(**_parse_kwargs(text[7:-1]))
+        return [found[i] for i in ids if i in found]
+
+    @staticmethod
+    def _retime(
+        problem: SearchProblem, timer: Timer, configs: Sequence[Any], rounds: int
+    ) -> list[float]:
+        """Medians of interleaved rounds, each config its own compiled callable."""
+        args = problem.args
+        fns = []
+        for config in configs:
+            compiled = problem.bound.compile_config(config, allow_print=False)
+            fns.append(lambda c=compiled: c(*args))
+        samples = timer.interleaved(fns, ["candidate"] * len(fns), rounds)
+        return [statistics.median(s) for s in samples]
+
+
+def _parse_kwargs(text: str) -> dict[str, Any]:
+    """Parses ``a=[1, 2], b='x', c=None`` (a Config repr body) without eval: only literals."""
+    import ast
+
+    call = ast.parse(f"f({text})", mode="eval").body
+    if not isinstance(call, ast.Call):
+        raise ValueError("not a call")
+    return {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords if kw.arg is not None}
