@@ -23,7 +23,6 @@ from .errors import HelionTuneError, StoreError
 BASELINES_DIR = "baselines"  # the baseline store's folder; its module is not imported here
 DEFAULT_CACHE_DIR = ".helion-tune"
 DEFAULT_PRUNE_DAYS = 30.0
-_IDENTITY_FIELDS = ("specialization", "device", "source_hash", "toolchain")
 
 
 class CliError(HelionTuneError):
@@ -51,6 +50,7 @@ class Snapshot:
     configs: dict[str, KernelDoc] = dataclasses.field(default_factory=dict)
     baselines: dict[str, list[dict[str, Any]]] = dataclasses.field(default_factory=dict)
     damaged: dict[str, str] = dataclasses.field(default_factory=dict)  # kernel -> message
+    damaged_baselines: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def kernels(self) -> list[str]:
         return sorted(set(self.configs) | set(self.damaged))
@@ -83,8 +83,11 @@ def _add_config_file(snapshot: Snapshot, where: str, stem: str, read: Callable[[
 def _add_baseline_file(snapshot: Snapshot, where: str, stem: str, read: Callable[[], str]) -> None:
     try:
         kernel, raw_entries = _parse(read(), where, stem)
-    except (StoreError, UnicodeDecodeError) as exc:
-        snapshot.damaged[f"{stem} (baselines)"] = str(exc)
+    except StoreError as exc:
+        snapshot.damaged_baselines[stem] = str(exc)
+        return
+    except UnicodeDecodeError:
+        snapshot.damaged_baselines[stem] = f"{where}: not UTF-8 text"
         return
     snapshot.baselines[kernel] = [e for e in raw_entries if isinstance(e, dict)]
 
@@ -110,15 +113,19 @@ def read_dir(root: Path) -> Snapshot:
     return snapshot
 
 
-def _git(args: Sequence[str], cwd: Path) -> str:
+def _git_bytes(args: Sequence[str], cwd: Path) -> bytes:
     try:
-        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=False)
+        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, check=False)
     except OSError as exc:
         raise CliError(f"cannot run git ({exc.strerror})") from None
     if done.returncode != 0:
-        first = (done.stderr.strip().splitlines() or ["failed"])[0]
-        raise CliError(f"git {' '.join(args)}: {first}")
+        message = done.stderr.decode("utf-8", "replace").strip().splitlines() or ["failed"]
+        raise CliError(f"git {' '.join(args)}: {message[0]}")
     return done.stdout
+
+
+def _git(args: Sequence[str], cwd: Path) -> str:
+    return _git_bytes(args, cwd).decode("utf-8", "surrogateescape")
 
 
 def read_git(spec: str, cache_dir: Path) -> Snapshot:
@@ -147,7 +154,8 @@ def read_git(spec: str, cache_dir: Path) -> Snapshot:
             continue
 
         def read(name: str = name) -> str:
-            return _git(["show", f"{commit}:{name}"], top)
+            # Strict decoding: undecodable bytes are damage, reported like any other.
+            return _git_bytes(["show", f"{commit}:{name}"], top).decode("utf-8")
 
         add = _add_config_file if folder == CONFIGS_DIR else _add_baseline_file
         add(snapshot, f"{rev}:{name}", path.stem, read)
@@ -356,13 +364,16 @@ def _one_kernel(snapshot: Snapshot, pattern: str) -> str:
 
 
 def _report_problems(snapshot: Snapshot, kernels: Iterable[str], err: TextIO) -> int:
+    """Prints the damage and skipped entries that touch ``kernels``; 1 if any file is damaged."""
     wanted = set(kernels)
-    problems = [m for k, m in snapshot.damaged.items() if k in wanted or k.split(" ")[0] in wanted]
-    for kernel in sorted(wanted & set(snapshot.configs)):
-        problems.extend(snapshot.configs[kernel].skipped)
-    for message in problems:
+    damaged = [m for k, m in sorted(snapshot.damaged.items()) if k in wanted]
+    damaged += [m for k, m in sorted(snapshot.damaged_baselines.items()) if k in wanted]
+    skipped = [
+        m for k in sorted(wanted & set(snapshot.configs)) for m in snapshot.configs[k].skipped
+    ]
+    for message in damaged + skipped:
         print(f"error: {message}", file=err)
-    return 1 if any(k in wanted for k in snapshot.damaged) else 0
+    return 1 if damaged else 0
 
 
 # -- commands ----------------------------------------------------------------------------
@@ -482,22 +493,27 @@ def _key_changes(old: ConfigEntry, new: ConfigEntry) -> list[str]:
     return parts
 
 
+def _slot(entry: ConfigEntry) -> tuple[str, str]:
+    return entry.key.specialization, entry.key.device
+
+
 def _pair(
     a: list[ConfigEntry], b: list[ConfigEntry]
 ) -> tuple[list[tuple[ConfigEntry, ConfigEntry]], list[ConfigEntry], list[ConfigEntry]]:
-    """Pairs entries: same key first, then same shape and device (newest with newest)."""
-    by_key = {e.key: e for e in a}
-    pairs = [(by_key[e.key], e) for e in b if e.key in by_key]
-    paired_b = {id(e) for _, e in pairs}
-    left = [e for e in a if e.key not in {y.key for y in b}]
-    right = [e for e in b if id(e) not in paired_b]
-    slot: Callable[[ConfigEntry], tuple[str, str]] = lambda e: (e.key.specialization, e.key.device)  # noqa: E731
+    """Pairs entries: same key first, then same shape and device (newest with newest).
+
+    A retune after an edit or an upgrade replaces an entry under a new key; pairing by shape
+    shows it as one change (source, toolchain, config, latency) rather than a remove and an add.
+    """
+    old_keys = {e.key: e for e in a}
+    new_keys = {e.key for e in b}
+    pairs = [(old_keys[e.key], e) for e in b if e.key in old_keys]
+    left = [e for e in a if e.key not in new_keys]
+    right = [e for e in b if e.key not in old_keys]
     removed, added = [], []
-    for shape in sorted({slot(e) for e in left} | {slot(e) for e in right}):
-        olds = sorted((e for e in left if slot(e) == shape), key=lambda e: e.tuned_at, reverse=True)
-        news = sorted(
-            (e for e in right if slot(e) == shape), key=lambda e: e.tuned_at, reverse=True
-        )
+    for shape in sorted({_slot(e) for e in left} | {_slot(e) for e in right}):
+        olds = sorted((e for e in left if _slot(e) == shape), key=lambda e: e.tuned_at)[::-1]
+        news = sorted((e for e in right if _slot(e) == shape), key=lambda e: e.tuned_at)[::-1]
         pairs.extend(zip(olds, news, strict=False))
         removed.extend(olds[len(news) :])
         added.extend(news[len(olds) :])
@@ -582,12 +598,18 @@ def cmd_diff(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     cache_dir = Path(ns.cache_dir)
     a = open_store(ns.a, cache_dir)
     b = open_store(ns.b, cache_dir) if ns.b else read_dir(cache_dir)
-    kernels = select(set(a.kernels()) | set(b.kernels()), ns.kernel)
+    names = {*a.kernels(), *b.kernels(), *a.baselines, *b.baselines}
+    kernels = select(names | set(a.damaged_baselines) | set(b.damaged_baselines), ns.kernel)
     result: dict[str, Any] = {"a": a.label, "b": b.label, "kernels": {}, "unreadable": {}}
     totals = {"added": 0, "removed": 0, "changed": 0, "baselines": 0}
     lines = [f"--- {a.label}", f"+++ {b.label}"]
     for kernel in kernels:
-        broken = [f"{s.label}: {s.damaged[kernel]}" for s in (a, b) if kernel in s.damaged]
+        broken = [
+            f"{s.label}: {problems[kernel]}"
+            for s in (a, b)
+            for problems in (s.damaged, s.damaged_baselines)
+            if kernel in problems
+        ]
         if broken:
             result["unreadable"][kernel] = broken
             lines.append(f"{kernel}: cannot compare, {'; '.join(broken)}")

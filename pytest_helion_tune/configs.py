@@ -57,6 +57,10 @@ def validate(bound: Any, config: Any) -> Any:
 def describe(config: Any, limit: int = 6) -> str:
     """A short readable summary (block sizes, warps, stages) for terminal lines."""
     d = as_dict(config)
-    keys = [k for k in ("block_sizes", "num_warps", "num_stages", "pid_type", "indexing") if k in d]
+    keys = [
+        k
+        for k in ("block_sizes", "reduction_loops", "num_warps", "num_stages", "pid_type")
+        if k in d
+    ]
     parts = [f"{k}={d[k]}" for k in keys[:limit]]
     return " ".join(parts)

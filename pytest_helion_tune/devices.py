@@ -124,3 +124,23 @@ class DeviceLock:
                 yield waited
             finally:
                 self.held_s += time.perf_counter() - got
+
+
+def describe_host(interpreted: bool, *, controller: bool = False) -> str:
+    """The device line of the header: GPU name and capability, or the interpreter."""
+    if interpreted:
+        return "Triton interpreter on the CPU (timings rank nothing)"
+    try:
+        import torch
+
+        count = torch.cuda.device_count()  # NVML: no CUDA context in the xdist controller
+        if count == 0:
+            return "no GPU visible"
+        if controller:
+            return f"{count} GPU(s) visible; xdist workers pinned round-robin"
+        major, minor = torch.cuda.get_device_capability(0)
+        return f"{torch.cuda.get_device_name(0)} (sm_{major}{minor})" + (
+            f" x{count}" if count > 1 else ""
+        )
+    except Exception as exc:  # the header must never break a run
+        return f"unknown ({type(exc).__name__})"

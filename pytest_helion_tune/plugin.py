@@ -16,6 +16,7 @@ from . import devices, hookspecs, interpreter
 from .case import MARKER
 from .errors import OptionError
 from .options import add_options, parse_options
+from .progress import Announcer, terminal_writer
 from .report import summary_lines, write_json
 from .results import CaseResult
 from .session import TuneSession, inflight_note
@@ -47,6 +48,10 @@ def _header(session: TuneSession) -> dict[str, Any]:
 
     opts = session.options
     return {
+        "device": devices.describe_host(
+            interpreter.active(),
+            controller=getattr(session, "inflight_dir", None) is not None and not session.worker,
+        ),
         "strategy": opts.strategy or "cache only",
         "effort": opts.effort,
         "budget_s": opts.budget_s,
@@ -88,15 +93,16 @@ def pytest_configure(config: pytest.Config) -> None:
         # The xdist controller: workers leave a note here while tuning, so that a crash
         # can be pinned on the case that caused it.
         inflight = tempfile.mkdtemp(prefix="pytest-helion-tune-inflight-")
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
-
-    def say(line: str) -> None:
-        if reporter is not None and config.get_verbosity() >= 0:
-            reporter.write_line(f"[helion-tune] {line}")
+    announcer = Announcer(
+        terminal_writer(config, worker),
+        quiet=config.get_verbosity() < 0,
+        budget_s=options.budget_s,
+    )
 
     session = TuneSession(
         options,
-        say=say,
+        say=announcer.say,
+        progress=announcer.progress,
         timer_for=lambda device: config.hook.pytest_helion_tune_timer(config=config, device=device),
         log_dir=log_dir,
         inflight_dir=Path(inflight) if inflight else None,
@@ -193,18 +199,27 @@ class _Collector:
         )
 
 
-def pytest_report_header(config: pytest.Config) -> str | None:
+def pytest_report_header(config: pytest.Config) -> list[str] | None:
     session = config.stash.get(SESSION_KEY, None)
     if session is None:
         return None
     h = _header(session)
-    mode = (
-        f"tuning with {h['strategy']}"
-        if session.options.tuning
-        else "reading the cache (no tuning)"
-    )
-    where = "Triton interpreter (CPU)" if h["interpreter"] else "GPU"
-    return f"helion-tune: {mode}, effort {h['effort']}, cache {h['cache_dir']}, {where}"
+    opts = session.options
+    if opts.tuning:
+        budget = f"{opts.budget_s:.0f} s" if opts.budget_s else "no cap"
+        mode = f"tuning with {h['strategy']} (effort {opts.effort}, budget {budget}/case, seed {opts.seed})"
+    else:
+        mode = "reading the cache, never tuning"
+    tools = ", ".join(f"{k} {v}" for k, v in h["toolchain"].items())
+    lines = [
+        f"helion-tune: {mode}",
+        f"helion-tune: device {h['device']}; {tools}",
+        f"helion-tune: cache {h['cache_dir']}",
+    ]
+    assignment = config.stash.get(ASSIGNMENT_KEY, None)
+    if assignment is not None:
+        lines.append(f"helion-tune: {assignment.describe()}")
+    return lines
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:

@@ -121,8 +121,8 @@ class CommittedConfigs:
                 raise TypeError(f"{kernel!r} is not a Helion kernel")
             self._attached[id(kernel)] = keys.kernel_name(kernel)
             current = settings.autotuner_fn
-            if isinstance(current, CommittedAutotunerFn):
-                continue  # kernels may share one Settings; never wrap twice
+            if isinstance(current, CommittedAutotunerFn) or current is committed_autotuner_fn:
+                continue  # hooked already (kernels may share one Settings): never wrap twice
             # Keeping the previous function, not Helion's default, keeps a user's own
             # autotuner_fn as "Helion's normal behaviour" on a miss.
             settings.autotuner_fn = CommittedAutotunerFn(current)
