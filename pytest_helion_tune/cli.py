@@ -23,6 +23,17 @@ from .errors import HelionTuneError, StoreError
 BASELINES_DIR = "baselines"  # the baseline store's folder; its module is not imported here
 DEFAULT_CACHE_DIR = ".helion-tune"
 DEFAULT_PRUNE_DAYS = 30.0
+_LIST_COLUMNS = (
+    "key",
+    "specialization",
+    "device",
+    "source",
+    "toolchain",
+    "here",
+    "age",
+    "latency",
+    "status",
+)
 
 
 class CliError(HelionTuneError):
@@ -394,9 +405,7 @@ def cmd_list(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         source, problem = current_source_hash(kernel) if ns.check_source else (None, "")
         if problem:
             print(f"warning: {problem}; its source was not checked", file=err)
-        rows = [
-            ["specialization", "device", "source", "toolchain", "here", "age", "latency", "status"]
-        ]
+        rows = [list(_LIST_COLUMNS)]
         for entry, status in zip(doc.entries, statuses(doc, installed, source), strict=True):
             if ns.stale and not status.stale:
                 continue
@@ -406,6 +415,7 @@ def cmd_list(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             listing.append(_entry_json(entry, status))
             rows.append(
                 [
+                    entry.key.short,
                     entry.key.specialization,
                     entry.key.device,
                     entry.key.source_hash,
