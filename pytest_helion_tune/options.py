@@ -72,6 +72,16 @@ _OPTIONS: dict[str, tuple[str, str, str]] = {
         "Write a JSON report of every case to PATH.",
         "path",
     ),
+    "helion-llm-record": (
+        "helion_llm_record",
+        "Record every LLM exchange (redacted, no key) as JSON files in DIR.",
+        "path",
+    ),
+    "helion-llm-replay": (
+        "helion_llm_replay",
+        "Answer LLM requests from the exchanges recorded in DIR; no network.",
+        "path",
+    ),
     "helion-report-html": (
         "helion_report_html",
         "Write a self-contained HTML report (summary, convergence plots, configs) to PATH.",
@@ -95,10 +105,26 @@ class Options:
     strict: bool = False
     report: Path | None = None
     report_html: Path | None = None
+    llm_record: Path | None = None
+    llm_replay: Path | None = None
+    llm_ini: tuple[tuple[str, str | None], ...] = ()  # helion_llm_* ini values; env wins
 
     @property
     def tuning(self) -> bool:
         return self.strategy is not None
+
+
+LLM_INI = {
+    "helion_llm_provider": "LLM provider: anthropic, openai or openai-chat (env HELION_LLM_PROVIDER wins)",
+    "helion_llm_model": "LLM model name (env HELION_LLM_MODEL wins)",
+    "helion_llm_api_base": "LLM API base URL (env HELION_LLM_API_BASE wins); the key is read from env only",
+    "helion_llm_timeout": "Seconds per LLM request (default 60)",
+}
+
+
+def _ini_text(config: pytest.Config, name: str) -> str | None:
+    value = config.getini(name)
+    return str(value) if value not in (None, "", []) else None
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -123,11 +149,16 @@ def add_options(parser: pytest.Parser) -> None:
             )
             parser.addini(ini, help=ini_help + " (ini: strategy name)", default=None)
         else:
-            metavar = {"float": "SECONDS", "fraction": "FRACTION", "int": "N", "path": "PATH"}.get(
-                kind, "quick|full"
-            )
+            metavar = {
+                "float": "SECONDS",
+                "fraction": "FRACTION",
+                "int": "N",
+                "path": "DIR" if "llm" in name else "PATH",
+            }.get(kind, "quick|full")
             group.addoption(f"--{name}", default=None, dest=dest, metavar=metavar, help=help_text)
             parser.addini(ini, help=ini_help, default=None)
+    for ini, help_text in LLM_INI.items():
+        parser.addini(ini, help=help_text, default=None)
 
 
 def _raw(config: pytest.Config, ini: str) -> Any:
@@ -231,4 +262,7 @@ def parse_options(config: pytest.Config, known_strategies: set[str]) -> Options:
         strict=_flag(config, "helion_strict"),
         report=output_path("helion_report"),
         report_html=output_path("helion_report_html"),
+        llm_record=output_path("helion_llm_record"),
+        llm_replay=output_path("helion_llm_replay"),
+        llm_ini=tuple((name, _ini_text(config, name)) for name in LLM_INI),
     )

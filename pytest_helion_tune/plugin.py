@@ -58,6 +58,7 @@ def _header(session: TuneSession) -> dict[str, Any]:
         "seed": opts.seed,
         "cache_dir": str(opts.cache_dir),
         "interpreter": interpreter.active(),
+        "llm": session.llm_line or "not used by this strategy",
         "toolchain": dict(toolchain()),
     }
 
@@ -111,6 +112,14 @@ def pytest_configure(config: pytest.Config) -> None:
     session.on_result.append(
         lambda result: config.hook.pytest_helion_tune_case_done(config=config, result=result)
     )
+    if options.strategy in strategies.USES_LLM:
+        try:
+            llm = session.llm_description()  # a misconfigured LLM is a usage error, said up front
+        except OptionError as exc:
+            raise pytest.UsageError(f"--helion-tune={options.strategy}: {exc}") from None
+        if options.strategy == "llm-seeded" and llm.startswith("offline"):
+            llm = "offline (no LLM configured): llm-seeded runs as seeded"
+        session.llm_line = llm
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(_Collector(session), "helion-tune-collector")
 
@@ -216,6 +225,8 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
         f"helion-tune: device {h['device']}; {tools}",
         f"helion-tune: cache {h['cache_dir']}",
     ]
+    if session.llm_line:
+        lines.append(f"helion-tune: LLM {session.llm_line}")
     assignment = config.stash.get(ASSIGNMENT_KEY, None)
     if assignment is not None:
         lines.append(f"helion-tune: {assignment.describe()}")

@@ -25,7 +25,7 @@ from .errors import HelionTuneError, StrategyError
 from .jsonstore import locked, safe_filename
 from .options import Options
 from .results import CaseResult
-from .strategies import Progress, SearchOutcome, SearchProblem, Seed
+from .strategies import USES_LLM, Progress, SearchOutcome, SearchProblem, Seed
 from .strategies import get as get_strategy
 from .timing import CudaTimer, Timer, WallClockTimer
 from .tuned import TunedKernel
@@ -94,6 +94,45 @@ class TuneSession:
         self.on_result: list[Callable[[CaseResult], None]] = []
         self._locks: dict[str, DeviceLock] = {}
         self.started_at = now_iso()
+        self.llm_line = ""  # the header's word on the LLM, set when the strategy uses one
+        self._llm_client: Any = None
+        self._llm_built = False
+
+    # -- the LLM ----------------------------------------------------------------
+
+    def llm_settings(self) -> Any:
+        """The configured LLM (``LLMSettings``) or None; ``OptionError`` when misconfigured."""
+        from .llm import llm_settings
+
+        return llm_settings(os.environ, dict(self.options.llm_ini))
+
+    def llm_description(self) -> str:
+        """What the header says about the LLM: its endpoint, a replay dir, or "offline"."""
+        if self.options.llm_replay is not None:
+            return f"replaying recorded exchanges from {self.options.llm_replay} (no network)"
+        settings = self.llm_settings()
+        if settings is None:
+            return "offline (no LLM configured)"
+        record = f"; recording to {self.options.llm_record}" if self.options.llm_record else ""
+        return str(settings.describe()) + record
+
+    def llm_client(self) -> Any:
+        """Built once, at the first case that tunes with an LLM strategy."""
+        if not self._llm_built:
+            self._llm_built = True
+            from .llm import RecordingClient, ReplayClient, make_client
+
+            if self.options.llm_replay is not None:
+                self._llm_client = ReplayClient(self.options.llm_replay)
+            else:
+                settings = self.llm_settings()
+                if settings is not None:
+                    self._llm_client = make_client(settings)
+                    if self.options.llm_record is not None:
+                        self._llm_client = RecordingClient(
+                            self._llm_client, self.options.llm_record, settings
+                        )
+        return self._llm_client
 
     # -- results --------------------------------------------------------------
 
@@ -348,6 +387,7 @@ class TuneSession:
             interpreter=interpreter.active(),
             progress=progress,
             log_path=self._log_path(case.nodeid),
+            llm=self.llm_client() if self.options.strategy in USES_LLM else None,
         )
         self.say(
             f"tuning {case.nodeid} with {strategy.name} ({run.key.specialization}; {run.key.device})"

@@ -104,8 +104,10 @@ class Proposals:
     duplicates: int = 0  # legal entries equal (after normalization) to an earlier one
     reasons: list[str] = dataclasses.field(default_factory=list)  # one line per dropped entry
     found_list: bool = True  # False: no JSON config list anywhere in the reply
+    replies_without_list: int = 0  # summed over rounds by ``add``
 
     def add(self, other: Proposals) -> None:
+        self.replies_without_list += 0 if other.found_list else 1
         self.offered += other.offered
         self.dropped += other.dropped
         self.duplicates += other.duplicates
@@ -188,7 +190,10 @@ def summary(rounds: int, proposals: Proposals, used: int | None = None) -> str:
         f"{proposals.dropped} dropped as illegal"
     )
     if proposals.duplicates:
-        text += f", {proposals.duplicates} duplicates"
+        text += f", {proposals.duplicates} duplicate{'s' if proposals.duplicates != 1 else ''}"
+    if proposals.replies_without_list:
+        n = proposals.replies_without_list
+        text += f", {n} repl{'ies' if n != 1 else 'y'} without a config list"
     if used is not None:
         text += f", {used} used as seeds"
     if proposals.reasons:

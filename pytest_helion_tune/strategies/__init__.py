@@ -11,6 +11,7 @@ from collections.abc import Callable
 from ..errors import StrategyError
 from .base import Progress, SearchOutcome, SearchProblem, Seed, Strategy, TracePoint
 from .helion_search import HelionSearch
+from .llm import LLMGuided, LLMSeeded
 from .seeded import SeededSearch
 
 ENTRY_POINT_GROUP = "pytest_helion_tune.strategies"
@@ -27,13 +28,15 @@ _BUILTIN: dict[str, Factory] = {
     ),
     "random": lambda: HelionSearch("random", "RandomSearch", "Helion's RandomSearch"),
     "seeded": SeededSearch,
+    "llm-seeded": LLMSeeded,
+    "llm": LLMGuided,
 }
 
+# Strategies that talk to an LLM when one is configured.
+USES_LLM = frozenset({"llm-seeded", "llm"})
+
 # Names users may ask for whose implementation is not in this build; asking gives this text.
-_PLANNED: dict[str, str] = {
-    "llm-seeded": "LLM-seeded tuning is not in this build yet; use --helion-tune=seeded (no LLM)",
-    "llm": "LLM-guided tuning is not in this build yet; use --helion-tune=seeded",
-}
+_PLANNED: dict[str, str] = {}
 
 
 def _entry_points() -> dict[str, importlib.metadata.EntryPoint]:
@@ -73,6 +76,7 @@ def register(name: str, factory: Factory) -> None:
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "USES_LLM",
     "Progress",
     "SearchOutcome",
     "SearchProblem",

@@ -1,0 +1,426 @@
+"""The ``llm`` and ``llm-seeded`` strategies on real kernels under the Triton interpreter,
+talking openai-chat to a real HTTP server on 127.0.0.1 (tests/llm_server.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TRITON_INTERPRET", "1")  # before helion/triton are imported
+
+import helion
+import helion.language as hl
+import pytest
+import torch
+from llm_server import Reply, ScriptedServer, closed_port_url
+
+from pytest_helion_tune import interpreter
+from pytest_helion_tune.accuracy import Tolerance
+from pytest_helion_tune.configs import validate
+from pytest_helion_tune.errors import LLMError, StrategyError
+from pytest_helion_tune.llm import (
+    HttpLLMClient,
+    LLMSettings,
+    RecordingClient,
+    ReplayClient,
+    prompts,
+)
+from pytest_helion_tune.strategies import seeded
+from pytest_helion_tune.strategies.base import SearchOutcome, SearchProblem, Seed
+from pytest_helion_tune.strategies.helion_env import usable_seeds
+from pytest_helion_tune.strategies.llm import LLMBudget, LLMGuided, LLMSeeded
+from pytest_helion_tune.timing import WallClockTimer
+
+interpreter.patch_libdevice()
+
+
+@helion.kernel(static_shapes=True)
+def add(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    out = torch.empty_like(x)
+    for tile in hl.tile(out.size()):
+        out[tile] = x[tile] + y[tile]
+    return out
+
+
+@helion.kernel(static_shapes=True)
+def softmax(x: torch.Tensor) -> torch.Tensor:
+    n, _m = x.size()
+    out = torch.empty_like(x)
+    for tile_n in hl.tile(n):
+        out[tile_n, :] = torch.softmax(x[tile_n, :], dim=1)
+    return out
+
+
+CACHED = Seed({"block_sizes": [64]}, "cache: other shape")
+# Prose around the JSON, two illegal entries and a duplicate: what real models send.
+MESSY_REPLY = (
+    "Sure! Here are some configs for your add kernel.\n"
+    '{"configs": [{"block_sizes": [16], "num_warps": 2}, {"num_warps": 3}, '
+    '{"block_sizes": [8], "warp_magic": 1}, {"block_sizes": [128]}, '
+    '{"num_warps": 2, "block_sizes": [16]}]}\n'
+    "These should cover small and large tiles."
+)
+GOOD_REPLY = '{"configs":[{"block_sizes":[16],"num_warps":2},{"block_sizes":[8]},{"num_warps":8}]}'
+
+
+class TimedClient:
+    """Wraps a client and records how long each ``complete`` took, failures included."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.settings = getattr(inner, "settings", None)
+        self.durations: list[float] = []
+
+    def complete(self, messages: Sequence[dict[str, str]]) -> str:
+        start = time.monotonic()
+        try:
+            reply: str = self.inner.complete(messages)
+            return reply
+        finally:
+            self.durations.append(time.monotonic() - start)
+
+
+@pytest.fixture
+def server() -> Iterator[ScriptedServer]:
+    srv = ScriptedServer()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def chat_client(url: str, **kw: Any) -> HttpLLMClient:
+    values: dict[str, Any] = {"timeout_s": 5.0, "max_retries": 0, "total_timeout_s": 10.0}
+    values.update(kw)
+    return HttpLLMClient(
+        LLMSettings(provider="openai-chat", model="test-model", api_base=url, **values)
+    )
+
+
+def add_problem(llm: Any, seeds: Sequence[Seed] = (CACHED,), **kw: Any) -> SearchProblem:
+    x, y = torch.randn(256), torch.randn(256)
+    return SearchProblem(
+        kernel=add,
+        bound=add.bind((x, y)),
+        args=(x, y),
+        reference=lambda a, b: a + b,
+        tolerance=Tolerance(atol=1e-5, rtol=1e-5),
+        seeds=tuple(seeds),
+        timer=WallClockTimer(calls=1),
+        interpreter=True,
+        llm=llm,
+        **kw,
+    )
+
+
+def user_prompt(received: Any) -> str:
+    messages = received.json()["messages"]
+    content: str = next(m["content"] for m in messages if m["role"] == "user")
+    return content
+
+
+def assert_runs(problem: SearchProblem, outcome: SearchOutcome) -> None:
+    """The tuned config is legal for the kernel and computes the right thing."""
+    config = validate(problem.bound, outcome.config)
+    compiled = problem.bound.compile_config(config, allow_print=False)
+    torch.testing.assert_close(compiled(*problem.args), problem.args[0] + problem.args[1])
+
+
+# -- parsing and the time cap, without a search ----------------------------------------
+
+
+def test_parse_proposals_counts_dropped_and_duplicates() -> None:
+    bound = add.bind((torch.randn(256), torch.randn(256)))
+    found = prompts.parse_proposals(MESSY_REPLY, bound.config_spec)
+    assert (found.offered, found.dropped, found.duplicates) == (5, 2, 1)
+    assert [c.config["block_sizes"] for c in found.configs] == [[16], [128]]
+    assert "num_warps must be a positive power-of-two" in found.reasons[0]
+    assert "warp_magic" in found.reasons[1]
+    assert prompts.summary(1, found).startswith("llm: 1 round, 5 proposals, 2 dropped as illegal")
+
+    nothing = prompts.parse_proposals("I am sorry, I cannot help with that.", bound.config_spec)
+    assert not nothing.found_list and nothing.configs == []
+    odd = prompts.parse_proposals('[1, "x", {"block_sizes": [32]}]', bound.config_spec)
+    assert (odd.offered, odd.dropped, len(odd.configs)) == (3, 2, 1)
+
+
+def test_budget_never_waits_past_its_cap() -> None:
+    class Slow:
+        def complete(self, messages: Sequence[dict[str, str]]) -> str:
+            time.sleep(3)
+            return "{}"
+
+    budget = LLMBudget(Slow(), cap_s=0.3)
+    start = time.monotonic()
+    with pytest.raises(LLMError, match="time budget"):
+        budget.call([{"role": "user", "content": "hi"}])
+    assert time.monotonic() - start < 1.0
+    with pytest.raises(LLMError, match="spent"):
+        budget.call([{"role": "user", "content": "hi"}])
+
+
+# -- the prompt -------------------------------------------------------------------------
+
+
+def test_prompt_carries_source_shapes_space_and_cached_seed(server: ScriptedServer) -> None:
+    server.script(server.ok("openai-chat", GOOD_REPLY))
+    x = torch.randn(4, 32)
+    bound = softmax.bind((x,))
+    cached = Seed({"block_sizes": [2], "num_warps": 2}, "cache: other device")
+    problem = SearchProblem(
+        kernel=softmax,
+        bound=bound,
+        args=(x,),
+        reference=lambda t: torch.softmax(t, dim=-1),
+        tolerance=Tolerance(atol=1e-5, rtol=1e-5),
+        seeds=(cached,),
+        interpreter=True,
+        llm=chat_client(server.url),
+    )
+    notes: list[str] = []
+    seeds = LLMSeeded().propose(problem, usable_seeds(bound, [cached], []), notes)
+    assert seeds and all(s.source == "llm" for s in seeds)
+    (request,) = server.received
+    assert request.path == "/v1/chat/completions"
+    body = request.json()
+    assert body["model"] == "test-model"
+    system = body["messages"][0]
+    assert system["role"] == "system" and "Output contract" in system["content"]
+    prompt = user_prompt(request)
+    assert "out[tile_n, :] = torch.softmax(x[tile_n, :], dim=1)" in prompt  # kernel source
+    assert "shape=[4, 32], dtype=torch.float32" in prompt
+    assert "## GPU Hardware" in prompt and "Device: cpu" in prompt
+    assert "## Configuration Space" in prompt and "num_warps: power_of_2(" in prompt
+    assert "## Default Configuration" in prompt
+    assert "## Cached Configs" in prompt and "(from cache: other device)" in prompt
+    full = validate(bound, cached.config)
+    assert json.dumps(dict(full), sort_keys=True, separators=(",", ":")) in prompt
+    assert prompt.index("## Cached Configs") < prompt.index("## Search Strategy")
+    assert "Generate up to 12 UNIQUE candidate configs" in prompt
+
+
+# -- llm ------------------------------------------------------------------------------
+
+
+def test_llm_needs_an_llm() -> None:
+    with pytest.raises(StrategyError, match="needs an LLM: set HELION_LLM_PROVIDER"):
+        LLMGuided().search(add_problem(None))
+
+
+def test_llm_rounds_with_messy_replies(
+    server: ScriptedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Helion would reject this provider if it read it; the strategy must not let it.
+    monkeypatch.setenv("HELION_LLM_PROVIDER", "openai-chat")
+    monkeypatch.setenv("HELION_LLM_MODEL", "not-this-one")
+    server.script(
+        server.ok("openai-chat", MESSY_REPLY),
+        server.ok(
+            "openai-chat", 'Next: ```json\n{"configs":[{"block_sizes":[64]},{"num_warps":5}]}\n```'
+        ),
+    )
+    problem = add_problem(chat_client(server.url))
+    outcome = LLMGuided().search(problem)
+
+    assert_runs(problem, outcome)
+    assert len(server.received) == 2
+    assert outcome.notes[0].startswith(
+        "llm: 2 rounds, 7 proposals, 3 dropped as illegal, 1 duplicate (first: proposal 1: "
+        "num_warps must be a positive power-of-two integer, got 3)"
+    ), outcome.notes
+    assert outcome.seed_source == "llm, cache: other shape"
+    assert outcome.configs_tested >= 4
+    assert "## Cached Configs" in user_prompt(server.received[0])
+    assert all(r.json()["model"] == "test-model" for r in server.received)
+    # The refinement round carried the measured results back.
+    last = server.received[1].json()["messages"]
+    assert [m["role"] for m in last] == ["system", "user", "assistant", "user"]
+    assert last[2]["content"] == MESSY_REPLY
+    assert "## Results (best first)" in last[3]["content"]
+
+
+def test_llm_unreachable_ends_cleanly() -> None:
+    problem = add_problem(chat_client(closed_port_url()))
+    outcome = LLMGuided().search(problem)
+    assert_runs(problem, outcome)
+    assert outcome.notes[0].startswith("llm: 0 rounds, 0 proposals")
+    assert outcome.notes[1].startswith("LLM failed in round 0 (")
+    assert "could not connect" in outcome.notes[1]
+    assert outcome.seed_source == "default and random configs (the LLM gave none)"
+
+
+def test_llm_failing_in_a_later_round_keeps_what_was_measured(server: ScriptedServer) -> None:
+    server.script(
+        server.ok("openai-chat", GOOD_REPLY),
+        *[Reply(status=500, body={"error": "overloaded"}) for _ in range(2)],
+    )
+    problem = add_problem(chat_client(server.url, max_retries=1))
+    outcome = LLMGuided().search(problem)
+    assert_runs(problem, outcome)
+    assert len(server.received) == 3
+    assert outcome.notes[0].startswith("llm: 1 round, 3 proposals, 0 dropped as illegal")
+    assert outcome.notes[1].startswith("LLM failed in round 1 (")
+    assert "HTTP 500" in outcome.notes[1]
+    assert outcome.seed_source == "llm, cache: other shape"
+
+
+def test_llm_counts_a_reply_without_configs(server: ScriptedServer) -> None:
+    server.script(server.ok("openai-chat", "Let me think about it."))
+    outcome = LLMGuided().search(add_problem(chat_client(server.url)))
+    assert outcome.notes[0].startswith(
+        "llm: 1 round, 0 proposals, 0 dropped as illegal, 1 reply without a config list"
+    ), outcome.notes
+
+
+# -- llm-seeded -------------------------------------------------------------------------
+
+
+def test_llm_seeded_puts_llm_seeds_first(
+    server: ScriptedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server.script(server.ok("openai-chat", GOOD_REPLY))
+    seen: list[SearchProblem] = []
+    original = seeded.SeededSearch.search
+
+    def spy(self: seeded.SeededSearch, problem: SearchProblem) -> SearchOutcome:
+        seen.append(problem)
+        return original(self, problem)
+
+    monkeypatch.setattr(seeded.SeededSearch, "search", spy)
+    problem = add_problem(chat_client(server.url))
+    outcome = LLMSeeded().search(problem)
+
+    assert_runs(problem, outcome)
+    assert [s.source for s in seen[0].seeds] == ["llm", "llm", "llm", "cache: other shape"]
+    assert [s.config["block_sizes"] for s in seen[0].seeds[:2]] == [[16], [8]]
+    assert outcome.seed_source == "llm, cache: other shape"
+    assert outcome.notes[0].startswith(
+        "llm: 1 round, 3 proposals, 0 dropped as illegal, 3 used as seeds"
+    )
+    assert outcome.notes[1].startswith("probe:")
+
+
+def refusing(_server: ScriptedServer) -> Any:
+    return TimedClient(chat_client(closed_port_url(), max_retries=2, total_timeout_s=3.0))
+
+
+def erroring(server: ScriptedServer) -> Any:
+    server.script(*[Reply(status=500, body={"error": "overloaded"}) for _ in range(5)])
+    return TimedClient(chat_client(server.url, max_retries=2, total_timeout_s=3.0))
+
+
+def hanging(server: ScriptedServer) -> Any:
+    server.script(*[Reply(body={}, delay=30) for _ in range(3)])
+    return TimedClient(chat_client(server.url, timeout_s=0.4, max_retries=1, total_timeout_s=3.0))
+
+
+@pytest.mark.parametrize(
+    ("make", "says"),
+    [(refusing, "could not connect"), (erroring, "HTTP 500"), (hanging, "timed out")],
+    ids=["refused", "500", "timeout"],
+)
+def test_llm_seeded_goes_on_without_a_failing_llm(
+    server: ScriptedServer, make: Any, says: str
+) -> None:
+    client = make(server)
+    problem = add_problem(client)
+    start = time.monotonic()
+    outcome = LLMSeeded().search(problem)
+    elapsed = time.monotonic() - start
+
+    assert_runs(problem, outcome)
+    note = outcome.notes[0]
+    assert note.startswith("LLM unreachable (") and says in note, note
+    assert note.endswith("): seeded from cache: other shape and heuristics")
+    assert "llm" not in outcome.seed_source and "cache: other shape" in outcome.seed_source
+    # The client's caps bound the LLM's share: 3 s total, here well under it.
+    assert len(client.durations) == 1 and client.durations[0] <= 3.0 + 0.5
+    assert elapsed < client.durations[0] + 30
+
+
+def test_llm_seeded_case_cap_cuts_a_slow_llm(server: ScriptedServer) -> None:
+    server.script(Reply(body={}, delay=30))
+    client = TimedClient(chat_client(server.url, timeout_s=30.0, total_timeout_s=60.0))
+    problem = add_problem(client, llm_budget_s=0.5)
+    notes: list[str] = []
+    start = time.monotonic()
+    seeds = LLMSeeded().propose(problem, [], notes)
+    assert time.monotonic() - start < 1.5
+    assert seeds == []
+    assert notes[0].startswith("LLM unreachable (no reply within the LLM time budget")
+
+
+@pytest.mark.parametrize(
+    ("reply", "says"),
+    [
+        ("I would rather not.", "no JSON config list in 19 characters"),
+        ('{"configs":[{"num_warps":3},{"nope":1}]}', "all 2 proposals illegal, first: proposal 0"),
+    ],
+    ids=["prose", "all-illegal"],
+)
+def test_llm_seeded_unusable_reply(server: ScriptedServer, reply: str, says: str) -> None:
+    server.script(server.ok("openai-chat", reply))
+    problem = add_problem(chat_client(server.url), seeds=())
+    outcome = LLMSeeded().search(problem)
+    assert_runs(problem, outcome)
+    assert outcome.notes[0].startswith(f"LLM reply unusable ({says}")
+    assert outcome.notes[0].endswith("): seeded from heuristics")
+    assert outcome.seed_source == "none (default config)"
+
+
+def test_llm_seeded_offline() -> None:
+    problem = add_problem(None)
+    outcome = LLMSeeded().search(problem)
+    assert_runs(problem, outcome)
+    assert (
+        outcome.notes[0]
+        == "offline: no LLM configured; seeded from cache: other shape and heuristics"
+    )
+    assert outcome.seed_source == "cache: other shape"
+
+
+def test_llm_seeded_failure_note_never_shows_the_key(server: ScriptedServer) -> None:
+    key = "sk-local-SECRET-0123456789"
+    server.script(Reply(status=401, body={"error": f"bad key {key}"}))
+    client = HttpLLMClient(
+        LLMSettings(provider="openai-chat", model="test-model", api_base=server.url, api_key=key)
+    )
+    notes: list[str] = []
+    assert LLMSeeded().propose(add_problem(client), [], notes) == []
+    assert notes[0].startswith("LLM unreachable (") and "HTTP 401" in notes[0]
+    assert key not in notes[0] and "***" in notes[0]
+    assert server.received[0].headers["authorization"] == f"Bearer {key}"
+
+
+# -- recorded replies -------------------------------------------------------------------
+
+
+def test_record_then_replay_gives_the_same_proposals(
+    server: ScriptedServer, tmp_path: Path
+) -> None:
+    """The recorded-replies mechanism: a cassette captured from the local test server."""
+    server.script(server.ok("openai-chat", MESSY_REPLY))
+    live = chat_client(server.url)
+    recorder = RecordingClient(live, tmp_path / "cassettes", live.settings)
+
+    def propose(client: Any) -> tuple[list[Seed], list[str]]:
+        problem = add_problem(client)
+        cached = usable_seeds(problem.bound, list(problem.seeds), [])
+        notes: list[str] = []
+        return LLMSeeded().propose(problem, cached, notes), notes
+
+    recorded, recorded_notes = propose(recorder)
+    server.stop()
+    replayed, replayed_notes = propose(ReplayClient(tmp_path / "cassettes"))
+
+    assert recorded and recorded == replayed
+    strip = [n.rsplit(", ", 1)[0] for n in recorded_notes]  # drop the wait time
+    assert strip == [n.rsplit(", ", 1)[0] for n in replayed_notes]
+    (cassette,) = (tmp_path / "cassettes").glob("*.json")
+    record = json.loads(cassette.read_text())
+    assert record["reply"] == MESSY_REPLY and record["provider"] == "openai-chat"
