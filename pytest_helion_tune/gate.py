@@ -19,6 +19,14 @@ DEFAULT_TOLERANCE = 0.05
 DEFAULT_ROUNDS = 15  # one measurement: 15 rounds x 2 samples of ~14 ms = ~0.45 s on an H100
 BASELINE_ROUNDS = 30  # a baseline is recorded rarely; more rounds shrink its share of the error
 CONFIDENCE_Z = 2.326  # one-sided 99% normal quantile
+# On H100s the eager reference's median stayed within 2.5% of its baseline across processes
+# and machines; under a co-running job it moved +25% to +400%. Beyond this the ratio no
+# longer isolates the kernel: the GPU is busy, or the reference itself changed.
+MAX_EAGER_SHIFT = 0.25
+MAX_READINGS = 4  # a busy GPU gets two more readings to show two clean ones: <= 1.6 s in all
+# Quiet H100 baselines showed 0.4-1.9% per-round noise; one recorded under a co-running job
+# showed 40% and a kernel time 2.8x too slow. Such a measurement must not become a baseline.
+BASELINE_MAX_NOISE = 0.10
 NOISE_FLOOR = 0.005  # CUDA events resolve ~0.5 us: a MAD of 0 must not claim infinite precision
 GATE_WARMUP_MS = 2.0
 GATE_REP_MS = 10.0
@@ -128,6 +136,11 @@ def change_vs(baseline: BaselineEntry, measurement: Measurement) -> float:
     return measurement.ratio / baseline.ratio - 1.0
 
 
+def eager_shift(baseline: BaselineEntry, measurement: Measurement) -> float:
+    """Relative change of the eager reference's median time since the baseline."""
+    return measurement.eager_median / baseline.eager_ms - 1.0
+
+
 def significance(baseline: BaselineEntry, measurement: Measurement) -> float:
     """How many standard errors ``measurement`` lies above the baseline (log ratio scale)."""
     se = math.hypot(measurement.stderr, _stderr(baseline.noise, baseline.samples))
@@ -136,40 +149,51 @@ def significance(baseline: BaselineEntry, measurement: Measurement) -> float:
 
 @dataclasses.dataclass(frozen=True)
 class GateResult:
-    """The gate's verdict on one case, with everything measured to reach it."""
+    """The gate's verdict on one case, with every reading taken to reach it."""
 
     verdict: str  # "pass", "improved" or "regression"
-    change: float  # the deciding estimate: first pass, or pooled when confirmed
+    change: float  # the deciding estimate: the first reading, or the pooled clean readings
     tolerance: float
     baseline: BaselineEntry
-    first: Measurement
-    confirm: Measurement | None
-    z: float | None  # significance of the pooled change; None when not re-measured
+    readings: tuple[Measurement, ...]  # the first, then any confirming re-measures
+    z: float | None  # significance of the pooled clean readings; None when not computed
     what_changed: str
     message: str
+    disturbed: int = 0  # readings set aside: the eager reference moved too far
 
     @property
     def failed(self) -> bool:
         return self.verdict == "regression"
 
     @property
+    def first(self) -> Measurement:
+        return self.readings[0]
+
+    @property
+    def confirm(self) -> Measurement | None:
+        """The re-measures after the first reading, pooled; None when there were none."""
+        return _pool(self.readings[1:]) if len(self.readings) > 1 else None
+
+    @property
     def now(self) -> Measurement:
         """Every round measured for this verdict."""
-        return self.first if self.confirm is None else self.first.pooled(self.confirm)
+        return _pool(self.readings)
 
     @property
     def seconds(self) -> float:
         return self.now.seconds
 
     def to_json(self) -> dict[str, Any]:
+        confirm = self.confirm
         return {
             "verdict": self.verdict,
             "change": self.change,
             "tolerance": self.tolerance,
             "first_change": change_vs(self.baseline, self.first),
-            "confirm_change": None
-            if self.confirm is None
-            else change_vs(self.baseline, self.confirm),
+            "confirm_change": None if confirm is None else change_vs(self.baseline, confirm),
+            "reading_changes": [change_vs(self.baseline, m) for m in self.readings],
+            "eager_shifts": [eager_shift(self.baseline, m) for m in self.readings],
+            "disturbed": self.disturbed,
             "z": self.z,
             "seconds": self.seconds,
             "baseline_ratio": self.baseline.ratio,
@@ -181,6 +205,13 @@ class GateResult:
             "what_changed": self.what_changed,
             "message": self.message,
         }
+
+
+def _pool(readings: tuple[Measurement, ...]) -> Measurement:
+    pooled = readings[0]
+    for m in readings[1:]:
+        pooled = pooled.pooled(m)
+    return pooled
 
 
 def _pct(fraction: float, signed: bool = False) -> str:
@@ -195,6 +226,8 @@ def judge(
     *,
     what_changed: str = "",
     confidence_z: float = CONFIDENCE_Z,
+    max_eager_shift: float | None = MAX_EAGER_SHIFT,
+    max_readings: int = MAX_READINGS,
 ) -> GateResult:
     """Compares fresh measurements with ``baseline`` and returns the verdict.
 
@@ -203,25 +236,33 @@ def judge(
 
     1. Measure once. ``change <= tolerance``: "pass" ("improved" when
        ``change < -tolerance``). An improvement is reported, never failed.
-    2. Otherwise measure again (the confirming re-measure) and declare a "regression" only
-       if (a) the confirming reading on its own exceeds the tolerance, (b) the pooled
-       reading (both passes' rounds) exceeds it, and (c) the pooled slowdown is significant
-       at one-sided 99%: ``ln(r_now / r_base) >= 2.326 * se``, ``se`` combining the standard
-       errors of both medians, each ``1.2533 * noise / sqrt(rounds)`` with
-       ``noise = 1.4826 * MAD / median`` of the per-round ratios (at least ``NOISE_FLOOR``).
-       Otherwise "pass", and the message says the first reading was not confirmed, or
-       that the difference is within the noise.
+    2. Otherwise re-measure to confirm. A reading whose eager reference median moved more
+       than ``max_eager_shift`` (25%) from the baseline's eager time is disturbed: the GPU
+       is busy (a co-running job slows a small kernel and its reference unequally) or the
+       reference itself changed, and its ratio proves nothing. Disturbed readings are set
+       aside and re-taken, up to ``max_readings`` (4) readings in all. A "regression" needs
+       two clean readings that (a) each exceed the tolerance, (b) exceed it pooled, and
+       (c) are significant at one-sided 99%: ``ln(r_now / r_base) >= 2.326 * se``, ``se``
+       combining the standard errors of both medians, each ``1.2533 * noise /
+       sqrt(rounds)`` with ``noise = 1.4826 * MAD / median`` of the per-round ratios (at
+       least ``NOISE_FLOOR``). A clean reading within the tolerance ends the check:
+       "pass", not confirmed. Fewer than two clean readings, or (c) failing: "pass",
+       and the message says the result is inconclusive and why.
 
-    Why the ratio: clock boosts, throttling and a neighbour on a shared GPU slow the kernel
-    and its reference alike within a round; raw times compared across runs
-    (``naive_verdict``) see all of it. Why the confirmation: a burst that hits one reading
-    rarely hits the next. Why (c): on a very noisy machine a point estimate can exceed the
-    tolerance twice by chance; the gate then passes and says the result is inconclusive.
+    Why the ratio: clock and thermal states move a kernel and its reference alike within a
+    round, and so does a card that runs at another clock or power limit than the one the
+    baseline was recorded on; raw times compared across runs (``naive_verdict``) see all of it. Why the
+    confirmation: a burst that hits one reading often misses the next. Why (c): on a very
+    noisy machine a point estimate can exceed the tolerance twice by chance. Why (d): a
+    co-running job does not slow kernel and reference alike (on an H100 under concurrent
+    copies a 0.03 ms kernel ran 7x slower, its reference 2x), and it shows in the
+    reference's time.
 
     Stated confidence: no regression is declared unless the slowdown is at least 2.326
-    standard errors (one-sided 99%) above the baseline and two independent readings exceed
-    the tolerance. ``measure_once`` is called once, or twice when the first reading
-    exceeds the tolerance; ``what_changed`` goes into the message as the likely cause.
+    standard errors (one-sided 99%) above the baseline, two independent readings exceed
+    the tolerance, and the reference ran as fast as when the baseline was recorded.
+    ``measure_once`` is called once, or twice when the first reading exceeds the
+    tolerance; ``what_changed`` goes into the message as the likely cause.
     """
     if not (math.isfinite(tolerance) and tolerance >= 0):
         raise ValueError(f"perf tolerance must be a fraction >= 0, got {tolerance!r}")
@@ -229,22 +270,23 @@ def judge(
     since = f"; since recorded: {what_changed}" if what_changed else ""
     first = measure_once()
     c1 = change_vs(baseline, first)
+    base = f"kernel/eager {baseline.ratio:.3f} ({baseline.latency_ms:.4g} ms) at baseline"
 
-    def result(
-        verdict: str, change: float, confirm: Measurement | None, z: float | None, msg: str
-    ) -> GateResult:
+    def result(verdict: str, change: float, z: float | None, msg: str) -> GateResult:
         return GateResult(
-            verdict, change, tolerance, baseline, first, confirm, z, what_changed, msg
+            verdict, change, tolerance, baseline, tuple(readings), z, what_changed, msg, busy
         )
 
-    base = f"kernel/eager {baseline.ratio:.3f} ({baseline.latency_ms:.4g} ms) at baseline"
+    def disturbed(m: Measurement) -> bool:
+        return max_eager_shift is not None and abs(eager_shift(baseline, m)) > max_eager_shift
+
+    readings, busy = [first], 0
     if c1 <= tolerance:
         now = f"{first.ratio:.3f} ({first.kernel_median:.4g} ms) now"
         if c1 < -tolerance:
             return result(
                 "improved",
                 c1,
-                None,
                 None,
                 f"{case}: faster than its baseline: {base} -> {now}, {_pct(c1, True)} "
                 f"(tolerance {_pct(tolerance)}){since}; {ACCEPT_HINT}",
@@ -253,32 +295,60 @@ def judge(
             "pass",
             c1,
             None,
-            None,
             f"{case}: within tolerance: {base} -> {now}, {_pct(c1, True)} "
             f"(tolerance {_pct(tolerance)}){since}",
         )
 
-    confirm = measure_once()
-    c2 = change_vs(baseline, confirm)
-    pooled = first.pooled(confirm)
+    # Confirm with clean readings: a reading whose reference moved too far is set aside and
+    # re-taken (a busy spell often ends within a second), up to max_readings in all.
+    clean = [] if disturbed(first) else [first]
+    while len(clean) < 2 and len(readings) < max_readings:
+        m = measure_once()
+        readings.append(m)
+        if disturbed(m):
+            continue
+        clean.append(m)
+        if change_vs(baseline, m) <= tolerance:
+            break
+    busy = sum(disturbed(m) for m in readings)
+    changes = ", ".join(_pct(change_vs(baseline, m), True) for m in readings)
+    below = [m for m in clean if change_vs(baseline, m) <= tolerance]
+    if below:
+        return result(
+            "pass",
+            change_vs(baseline, below[0]),
+            None,
+            f"{case}: within tolerance: a first reading of {_pct(c1, True)} was not confirmed "
+            f"(readings {changes}); {base} (tolerance {_pct(tolerance)}){since}",
+        )
+    if len(clean) < 2:
+        moved = max((eager_shift(baseline, m) for m in readings), key=abs)
+        return result(
+            "pass",
+            change_vs(baseline, _pool(tuple(readings))),
+            None,
+            f"{case}: inconclusive, passed: readings {changes} over a tolerance of "
+            f"{_pct(tolerance)}, but in {busy} of {len(readings)} the eager reference ran up to "
+            f"{_pct(moved, True)} off its baseline time ({baseline.eager_ms:.4g} ms), more than "
+            f"{_pct(max_eager_shift or 0)}: the GPU looks busy, or the reference itself "
+            f"changed{since}; re-run on a quieter GPU",
+        )
+    pooled = clean[0].pooled(clean[1])
     cp = change_vs(baseline, pooled)
     z = significance(baseline, pooled)
     now = f"{pooled.ratio:.3f} ({pooled.kernel_median:.4g} ms) now"
-    readings = f"readings {_pct(c1, True)} then {_pct(c2, True)}"
-    if c2 <= tolerance or cp <= tolerance:
+    if cp <= tolerance:
         return result(
             "pass",
             cp,
-            confirm,
             z,
-            f"{case}: within tolerance: a first reading of {_pct(c1, True)} was not confirmed "
-            f"({_pct(c2, True)}); {base} -> {now} (tolerance {_pct(tolerance)}){since}",
+            f"{case}: within tolerance: {base} -> {now}, {_pct(cp, True)} pooled "
+            f"(readings {changes}; tolerance {_pct(tolerance)}){since}",
         )
     if z < confidence_z:
         return result(
             "pass",
             cp,
-            confirm,
             z,
             f"{case}: inconclusive, passed: {base} -> {now}, {_pct(cp, True)} over a tolerance of "
             f"{_pct(tolerance)} but within the noise ({z:.1f} standard errors, "
@@ -289,10 +359,9 @@ def judge(
     return result(
         "regression",
         cp,
-        confirm,
         z,
         f"{case}: performance regression: {base} -> {now}, {_pct(cp, True)} "
-        f"(tolerance {_pct(tolerance)}; {readings}, {z:.1f} standard errors); "
+        f"(tolerance {_pct(tolerance)}; readings {changes}, {z:.1f} standard errors); "
         f"since recorded: {cause}; {ACCEPT_HINT}",
     )
 
@@ -333,6 +402,20 @@ def naive_verdict(baseline_ms: float, now_ms: float, tolerance: float) -> str:
     if change < -tolerance:
         return "improved"
     return "pass"
+
+
+def baseline_problem(measurement: Measurement) -> str:
+    """Why ``measurement`` should not be recorded as a baseline; ``""`` when it may be.
+
+    A baseline is trusted by every later run, so one taken while the GPU was busy would
+    fail or excuse kernels for months: measure again, or refuse to write it.
+    """
+    if measurement.noise > BASELINE_MAX_NOISE:
+        return (
+            f"per-round noise {_pct(measurement.noise)} is above {_pct(BASELINE_MAX_NOISE)}: "
+            "the GPU looks busy; record the baseline again on a quieter GPU"
+        )
+    return ""
 
 
 def record(

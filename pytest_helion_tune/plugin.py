@@ -238,7 +238,10 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     if session is None:
         return
     results: list[CaseResult] = session.results
-    notes = session.store.notes
+    notes = [
+        *session.store.notes,
+        *(n for n in session.baselines.notes if n not in session.store.notes),
+    ]
     if not results and not notes:
         return
     terminalreporter.section("helion-tune")

@@ -48,7 +48,9 @@ def summary_lines(results: Sequence[CaseResult]) -> list[str]:
     for r in results:
         speedup = r.speedup_vs_eager
         change = "-"
-        if r.baseline_ms and r.latency_ms:
+        if r.gate and isinstance(r.gate.get("change"), int | float):
+            change = f"{r.gate['change'] * 100:+.1f}%"  # the gate's kernel/eager ratio change
+        elif r.baseline_ms and r.latency_ms:
             change = f"{(r.latency_ms / r.baseline_ms - 1) * 100:+.1f}%"
         origin = r.origin + (" (stale)" if r.stale else "")
         rows.append(
@@ -76,6 +78,12 @@ def summary_lines(results: Sequence[CaseResult]) -> list[str]:
         lines.append(
             f"{len(defaults)} case(s) ran Helion's default config (no valid cache entry); "
             "tune them with pytest --helion-tune"
+        )
+    missing = [r for r in results if r.verdict == "missing-baseline"]
+    if missing:
+        lines.append(
+            f"{len(missing)} case(s) have no performance baseline on this device; "
+            "record them with pytest --helion-update-baselines"
         )
     for r in results:
         if r.stale and r.stale_reason:

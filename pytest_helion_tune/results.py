@@ -44,10 +44,12 @@ class CaseResult:
     worker: str = ""
     lock_wait_s: float = 0.0  # time spent waiting for the GPU another worker was timing on
     stored_entry: dict[str, Any] | None = None  # the config entry written, for the controller
+    gate: dict[str, Any] | None = None  # the regression gate's readings and decision
+    must_fail: bool = False  # a verdict that fails only under --helion-strict (missing baseline)
 
     @property
     def failed(self) -> bool:
-        return self.verdict in FAILING
+        return self.verdict in FAILING or self.must_fail
 
     @property
     def speedup_vs_eager(self) -> float | None:

@@ -14,9 +14,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from . import interpreter
+from . import gate, interpreter
 from . import key as keys
 from .accuracy import Tolerance, compare
+from .baselines import BaselineStore
 from .cache import ConfigEntry, ConfigStore, Lookup, now_iso
 from .case import TuneCase
 from .configs import as_dict, describe
@@ -27,7 +28,7 @@ from .options import Options
 from .results import CaseResult
 from .strategies import USES_LLM, Progress, SearchOutcome, SearchProblem, Seed
 from .strategies import get as get_strategy
-from .timing import CudaTimer, Timer, WallClockTimer
+from .timing import Timer, WallClockTimer
 from .tuned import TunedKernel
 
 Say = Callable[[str], None]
@@ -83,6 +84,7 @@ class TuneSession:
     ) -> None:
         self.options = options
         self.store = ConfigStore(options.cache_dir)
+        self.baselines = BaselineStore(options.cache_dir)
         self.say = say
         self.progress = progress
         self.timer_for = timer_for
@@ -190,7 +192,7 @@ class TuneSession:
             return injected, injected
         if device.is_interpreter:
             return WallClockTimer(calls=1), WallClockTimer(calls=3)
-        return None, CudaTimer()
+        return None, gate.default_timer()
 
     def device_lock(self, device: keys.DeviceInfo) -> DeviceLock:
         """The lock of the physical GPU this process times on (one per host and GPU)."""
@@ -260,13 +262,13 @@ class TuneSession:
             result.verdict = "inaccurate"
             result.message = f"{case.nodeid}: {result.origin} config is inaccurate: {check.message}"
         else:
-            with lock.held() as waited:
-                result.lock_wait_s += waited
-                result.latency_ms, result.eager_ms = self._measure(final_timer, compiled, run)
             if wants_tune:  # only an accurate config is ever stored
                 write_start = time.perf_counter()
                 self._store(run, config)
                 overhead += time.perf_counter() - write_start
+            with lock.held() as waited:
+                result.lock_wait_s += waited
+                self._gate(run, final_timer, compiled, config)
         result.overhead_ms = overhead * 1e3
         tuned = TunedKernel(
             nodeid=case.nodeid,
@@ -434,13 +436,108 @@ class TuneSession:
         self.store.put(entry)
         result.stored_entry = entry.to_json()
 
-    def _measure(self, timer: Timer, compiled: Any, run: CaseRun) -> tuple[float, float]:
-        rounds = 3 if isinstance(timer, WallClockTimer) else 5
-        args, reference = run.args, run.case.reference
-        kernel_ms, eager_ms = timer.medians(
-            [lambda: compiled(*args), lambda: reference(*args)], ["kernel", "eager"], rounds
+    def _record_baseline(
+        self,
+        run: CaseRun,
+        config: dict[str, Any],
+        old: Any,
+        measure: Callable[[], gate.Measurement],
+    ) -> None:
+        """Writes the case's baseline, unless the GPU was too noisy to trust the reading, or
+        nothing changed and the reading agrees with the old one (committed files stay quiet)."""
+        result, key = run.result, run.key
+        measurement = measure()
+        if gate.baseline_problem(measurement):
+            measurement = measure()  # a busy spell often passes within a second
+        problem = gate.baseline_problem(measurement)
+        result.latency_ms, result.eager_ms = measurement.kernel_median, measurement.eager_median
+        if problem:
+            result.notes.append(f"baseline not recorded: {problem}")
+            result.message = f"{run.case.nodeid}: baseline not recorded: {problem}"
+            return
+        if old is not None:
+            change = measurement.ratio / old.ratio - 1
+            unchanged = not gate.what_changed(old, key.source_hash, key.toolchain_dict, config)
+            if unchanged and abs(change) <= self.options.perf_tolerance / 2:
+                result.baseline_ms = old.latency_ms
+                result.notes.append(
+                    f"baseline kept: nothing changed and kernel/eager moved {change * 100:+.1f}%"
+                )
+                return
+        entry = gate.record(
+            measurement,
+            nodeid=run.case.nodeid,
+            specialization=key.specialization,
+            device=key.device,
+            source_hash=key.source_hash,
+            config=config,
+            toolchain=key.toolchain_dict,
         )
-        return kernel_ms, eager_ms
+        self.baselines.put(key.kernel, entry)
+        result.baseline_ms = entry.latency_ms
+        if old is None:
+            result.notes.append(f"baseline recorded: kernel/eager {measurement.ratio:.3f}")
+        else:
+            change = measurement.ratio / old.ratio - 1
+            result.notes.append(
+                f"baseline updated: kernel/eager {old.ratio:.3f} -> {measurement.ratio:.3f} ({change * 100:+.1f}%)"
+            )
+
+    def _gate(self, run: CaseRun, timer: Timer, compiled: Any, config: dict[str, Any]) -> None:
+        """Measures the kernel against its eager reference, interleaved, and judges it against
+        the committed baseline (or records a new one under --helion-update-baselines)."""
+        args, reference, result, key = run.args, run.case.reference, run.result, run.key
+        interpreted = isinstance(timer, WallClockTimer)
+
+        def measure_once(
+            rounds: int = 3 if interpreted else gate.DEFAULT_ROUNDS,
+        ) -> gate.Measurement:
+            return gate.measure(timer, lambda: compiled(*args), lambda: reference(*args), rounds)
+
+        baseline = self.baselines.get(key.kernel, run.case.nodeid, key.specialization, key.device)
+        if self.options.update_baselines:
+            self._record_baseline(
+                run,
+                config,
+                baseline,
+                lambda: measure_once(3 if interpreted else gate.BASELINE_ROUNDS),
+            )
+            return
+        if baseline is None:
+            measurement = measure_once()
+            result.latency_ms, result.eager_ms = measurement.kernel_median, measurement.eager_median
+            if result.verdict == "pass":
+                result.verdict = "missing-baseline"
+                if self.options.strict:
+                    result.must_fail = True
+                    result.message = (
+                        f"{run.case.nodeid}: no performance baseline for [{key.specialization}] on {key.device} "
+                        "(--helion-strict); record one with --helion-update-baselines"
+                    )
+            return
+        tolerance = (
+            self.options.perf_tolerance
+            if run.case.perf_tolerance is None
+            else float(run.case.perf_tolerance)
+        )
+        verdict = gate.judge(
+            baseline,
+            measure_once,
+            tolerance,
+            what_changed=gate.what_changed(baseline, key.source_hash, key.toolchain_dict, config),
+        )
+        now = verdict.now
+        result.latency_ms, result.eager_ms, result.baseline_ms = (
+            now.kernel_median,
+            now.eager_median,
+            baseline.latency_ms,
+        )
+        result.gate = verdict.to_json()
+        if result.verdict == "pass":
+            result.verdict = verdict.verdict
+            if verdict.verdict in ("regression", "improved"):
+                result.message = verdict.message
+        result.notes.append(verdict.message)
 
 
 def inflight_note(directory: Path, worker: str) -> dict[str, Any] | None:
