@@ -60,7 +60,7 @@ def test_progress_summary_json_and_junit(project: Project) -> None:
             r"\[helion-tune\] tuned test_kernels.py::test_softmax: \d+ configs in [\d.]+ s, best block_sizes=",
             r".*= helion-tune =",
             r"case +origin +strategy +configs +tune s +ms +eager ms +vs eager +baseline +change +verdict",
-            r"test_kernels.py::test_softmax +tuned +seeded .*pass",
+            r"test_kernels.py::test_softmax +tuned +seeded .*missing-baseline",
         ]
     )
     report = project.report()
@@ -68,17 +68,17 @@ def test_progress_summary_json_and_junit(project: Project) -> None:
     assert report["session"]["strategy"] == "seeded"
     (case,) = report["cases"]
     assert set(case) >= REQUIRED
-    assert case["origin"] == "tuned" and case["verdict"] == "pass" and case["trace"]
+    assert case["origin"] == "tuned" and case["verdict"] == "missing-baseline" and case["trace"]
     assert all({"seconds", "configs", "best_ms"} == set(p) for p in case["trace"])
 
     props = {p.get("name"): p.get("value") for p in ET.parse(junit).iter("property")}
-    assert props["helion_origin"] == "tuned" and props["helion_verdict"] == "pass"
+    assert props["helion_origin"] == "tuned" and props["helion_verdict"] == "missing-baseline"
     assert float(props["helion_latency_ms"]) > 0
 
     quiet = project.run("-q", "-k", "softmax")
     quiet.assert_outcomes(passed=1, deselected=2)
     assert "[helion-tune]" not in quiet.stdout.str()
-    quiet.stdout.re_match_lines([r".*= helion-tune =", r".*test_softmax +cache .*pass"])
+    quiet.stdout.re_match_lines([r".*= helion-tune =", r".*test_softmax +cache .*missing-baseline"])
 
 
 @pytest.mark.slow

@@ -1,0 +1,650 @@
+"""The benchmark report: reads a results dir written by run.py and writes results.json, results.md
+(the table, geomeans, targets met or missed) and best-so-far-vs-time SVG plots.
+
+Pure Python over committed JSON: it runs on any machine, no GPU, no torch, no matplotlib.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import html
+import json
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+WEAK_GAIN = 0.08  # "LFBO beats the default by 8% or more": a default-weak case
+NOISE_FLOOR = 0.015  # re-timing noise floor; a case's own round spread counts when larger
+QUICK_DONE_S = 30.0  # where nothing beats the default, seeded must be done within this
+COLD_TIME_RATIO = 1 / 3
+WARM_TIME_RATIO = 1 / 10
+GAIN_SHARE = 0.95  # share of LFBO's gain seeded must reach where LFBO gains >= WEAK_GAIN
+LFBO_SLACK = 0.03  # no case more than this slower than LFBO quick
+COLORS = {
+    "seeded": "#1f77b4",
+    "seeded-warm": "#17becf",
+    "lfbo": "#d62728",
+    "lfbo-full": "#9467bd",
+    "pattern": "#2ca02c",
+    "random": "#8c564b",
+    "de": "#e377c2",
+    "default": "#7f7f7f",
+}
+
+
+def geomean(values: Sequence[float]) -> float | None:
+    vals = [v for v in values if v and v > 0 and math.isfinite(v)]
+    if not vals:
+        return None
+    return math.exp(sum(math.log(v) for v in vals) / len(vals))
+
+
+def load(results: Path) -> dict[str, dict[str, Any]]:
+    """Per case: its strategy records and its re-timing, from ``<case>__<strategy>.json`` files."""
+    cases: dict[str, dict[str, Any]] = {}
+    for path in sorted(results.glob("*__*.json")):
+        case, _, strategy = path.stem.partition("__")
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        entry = cases.setdefault(case, {"strategies": {}, "retime": None})
+        if strategy == "retime":
+            entry["retime"] = data
+        elif data.get("status") == "ok":
+            entry["strategies"][strategy] = data
+    return cases
+
+
+def runlog(results: Path) -> list[dict[str, Any]]:
+    path = results / "runlog.jsonl"
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue
+    return out
+
+
+def case_meta(name: str) -> dict[str, Any]:
+    try:
+        from benchmarks import run  # noqa: F401  (claims the ``benchmarks`` name for this folder)
+        from benchmarks.cases import BY_NAME
+    except Exception:  # the report must run even where torch is absent
+        return {}
+    case = BY_NAME.get(name)
+    if case is None:
+        return {}
+    return {"why": case.why, "control": case.control, "suite_shape": list(case.shape)}
+
+
+def summarize(name: str, entry: dict[str, Any]) -> dict[str, Any]:
+    """The numbers of one case the table and the targets use (None where not measured)."""
+    retime = entry["retime"] or {}
+    by = dict(retime.get("by_strategy", {}))
+    strategies = entry["strategies"]
+    default_ms = retime.get("default_ms")
+    contenders = retime.get("contenders", [])
+    spread = max(
+        (c.get("round_spread", 0.0) for c in contenders if "default" in c.get("labels", [])),
+        default=0.0,
+    )
+    noise = max(NOISE_FLOOR, spread)
+    timed = [c["median_ms"] for c in contenders if c.get("accurate", True)]
+    best_ms = min(timed) if timed else None
+    roof = (retime.get("roofline") or {}).get("roofline_ms")
+
+    def ms(strategy: str) -> float | None:
+        # A result newer than the re-timing is not in it: report no latency rather than a stale one.
+        record = strategies.get(strategy)
+        if record is None or strategy not in by:
+            return None
+        return float(by[strategy])
+
+    def gain(strategy: str) -> float | None:
+        value = ms(strategy)
+        return default_ms / value - 1 if value and default_ms else None
+
+    out: dict[str, Any] = {
+        "case": name,
+        "dtype": _short_dtype(
+            retime.get("dtype") or next(iter(strategies.values()), {}).get("dtype")
+        ),
+        "default_ms": default_ms,
+        "eager_ms": retime.get("eager_ms"),
+        "roofline_ms": roof,
+        "roofline_bound": (retime.get("roofline") or {}).get("bound"),
+        "best_ms": best_ms,
+        "roofline_fraction": roof / best_ms if roof and best_ms else None,
+        "noise": noise,
+        "best_gain": default_ms / best_ms - 1 if default_ms and best_ms else None,
+        "strategies": {},
+    }
+    for strategy, record in strategies.items():
+        out["strategies"][strategy] = {
+            "ms": ms(strategy),
+            "gain": gain(strategy),
+            "wall_s": record.get("wall_s"),
+            "configs_tested": record.get("configs_tested"),
+            "configs_compiled": record.get("configs_compiled"),
+            "accurate": record.get("accurate"),
+            "budget_capped": record.get("budget_capped", False),
+            "notes": record.get("notes", []),
+            "seed_sources": sorted({s["source"] for s in record.get("seeds", [])}),
+        }
+    seeded, lfbo = out["strategies"].get("seeded"), out["strategies"].get("lfbo")
+    if seeded and lfbo and seeded["ms"] and lfbo["ms"]:
+        out["seeded_vs_lfbo_ms"] = seeded["ms"] / lfbo["ms"]
+    if seeded and lfbo and seeded["wall_s"] and lfbo["wall_s"]:
+        out["seeded_vs_lfbo_s"] = seeded["wall_s"] / lfbo["wall_s"]
+    warm = out["strategies"].get("seeded-warm")
+    if warm and lfbo and warm["ms"] and lfbo["ms"]:
+        out["warm_vs_lfbo_ms"] = warm["ms"] / lfbo["ms"]
+        out["warm_vs_lfbo_s"] = warm["wall_s"] / lfbo["wall_s"]
+    return out
+
+
+def _short_dtype(name: Any) -> str:
+    return {"float16": "fp16", "bfloat16": "bf16", "float32": "fp32"}.get(
+        str(name), str(name or "")
+    )
+
+
+def _target(name: str, status: str, detail: str, misses: list[str] | None = None) -> dict[str, Any]:
+    return {"target": name, "status": status, "detail": detail, "misses": misses or []}
+
+
+def _cause(summary: dict[str, Any], strategy: str = "seeded") -> str:
+    notes = summary["strategies"].get(strategy, {}).get("notes", [])
+    return "; ".join(notes) if notes else "no notes recorded"
+
+
+def targets(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The issue's targets, each met, missed (with the cases and causes) or not measured."""
+    out = []
+    both = [s for s in summaries if "seeded_vs_lfbo_ms" in s]
+    if both:
+        g = geomean([s["seeded_vs_lfbo_ms"] for s in both])
+        assert g is not None
+        out.append(
+            _target(
+                "cold seeded geomean latency <= 1.00x LFBO quick",
+                "met" if g <= 1.0 else "missed",
+                f"{g:.3f}x over {len(both)} cases",
+                [
+                    f"{s['case']}: {s['seeded_vs_lfbo_ms']:.3f}x ({_cause(s)})"
+                    for s in both
+                    if s["seeded_vs_lfbo_ms"] > 1.0
+                ]
+                if g > 1.0
+                else [],
+            )
+        )
+    else:
+        out.append(_target("cold seeded geomean latency <= 1.00x LFBO quick", "not measured", ""))
+    timed = [s for s in summaries if "seeded_vs_lfbo_s" in s]
+    if timed:
+        g = geomean([s["seeded_vs_lfbo_s"] for s in timed])
+        assert g is not None
+        total = sum(s["strategies"]["seeded"]["wall_s"] for s in timed) / sum(
+            s["strategies"]["lfbo"]["wall_s"] for s in timed
+        )
+        out.append(
+            _target(
+                "cold seeded wall time <= 1/3 of LFBO quick's (geomean of per-case ratios)",
+                "met" if g <= COLD_TIME_RATIO else "missed",
+                f"{g:.3f} geomean, {total:.3f} in total, over {len(timed)} cases",
+                [
+                    f"{s['case']}: {s['seeded_vs_lfbo_s']:.2f} ({_cause(s)})"
+                    for s in timed
+                    if s["seeded_vs_lfbo_s"] > COLD_TIME_RATIO
+                ],
+            )
+        )
+    else:
+        out.append(_target("cold seeded wall time <= 1/3 of LFBO quick's", "not measured", ""))
+
+    weak = [
+        s
+        for s in summaries
+        if (s["strategies"].get("lfbo") or {}).get("gain") is not None
+        and s["strategies"]["lfbo"]["gain"] >= WEAK_GAIN
+    ]
+    misses = []
+    for s in weak:
+        lg = s["strategies"]["lfbo"]["gain"]
+        sg = (s["strategies"].get("seeded") or {}).get("gain")
+        if sg is None:
+            misses.append(f"{s['case']}: seeded not measured")
+        elif sg < GAIN_SHARE * lg:
+            misses.append(
+                f"{s['case']}: seeded {sg * 100:+.1f}% vs LFBO {lg * 100:+.1f}% ({_cause(s)})"
+            )
+    out.append(
+        _target(
+            "where LFBO gains >= 8% over default, seeded gets >= 95% of that gain",
+            ("met" if not misses else "missed") if weak else "not measured",
+            f"{len(weak)} default-weak cases: {', '.join(s['case'] for s in weak) or 'none yet'}",
+            misses,
+        )
+    )
+    out.append(
+        _target(
+            "at least 4 cases where LFBO beats the default by >= 8% (interleaved re-timing)",
+            "met"
+            if len(weak) >= 4
+            else (
+                "missed" if any(s["strategies"].get("lfbo") for s in summaries) else "not measured"
+            ),
+            f"{len(weak)} found",
+        )
+    )
+
+    flat = [
+        s
+        for s in summaries
+        if s.get("best_gain") is not None
+        and s["best_gain"] <= s["noise"]
+        and (s["strategies"].get("seeded") or {}).get("wall_s") is not None
+    ]
+    slow = [s for s in flat if s["strategies"]["seeded"]["wall_s"] > QUICK_DONE_S]
+    out.append(
+        _target(
+            "where nothing beats the default beyond noise, seeded is done within 30 s",
+            ("met" if not slow else "missed") if flat else "not measured",
+            f"{len(flat)} such cases: {', '.join(s['case'] for s in flat) or 'none'}",
+            [
+                f"{s['case']}: {s['strategies']['seeded']['wall_s']:.0f} s ({_cause(s)})"
+                for s in slow
+            ],
+        )
+    )
+
+    warm = [s for s in summaries if "warm_vs_lfbo_ms" in s]
+    if warm:
+        gm = geomean([s["warm_vs_lfbo_ms"] for s in warm])
+        gs = geomean([s["warm_vs_lfbo_s"] for s in warm])
+        assert gm is not None and gs is not None
+        ok = gm <= 1.0 and gs <= WARM_TIME_RATIO
+        out.append(
+            _target(
+                "warm seeded <= 1.00x LFBO quick latency at <= 1/10 of its time (geomeans)",
+                "met" if ok else "missed",
+                f"latency {gm:.3f}x, time {gs:.3f} over {len(warm)} cases",
+                [
+                    f"{s['case']}: {s['warm_vs_lfbo_ms']:.3f}x latency, {s['warm_vs_lfbo_s']:.3f} time"
+                    f" ({_cause(s, 'seeded-warm')})"
+                    for s in warm
+                    if s["warm_vs_lfbo_ms"] > 1.0 or s["warm_vs_lfbo_s"] > WARM_TIME_RATIO
+                ],
+            )
+        )
+    else:
+        out.append(
+            _target("warm seeded <= 1.00x LFBO quick at <= 1/10 of its time", "not measured", "")
+        )
+
+    far = [s for s in both if s["seeded_vs_lfbo_ms"] > 1 + LFBO_SLACK]
+    out.append(
+        _target(
+            "no case more than 3% slower than LFBO quick (seeded cold)",
+            ("met" if not far else "missed") if both else "not measured",
+            f"worst {max(s['seeded_vs_lfbo_ms'] for s in both):.3f}x" if both else "",
+            [f"{s['case']}: {s['seeded_vs_lfbo_ms']:.3f}x ({_cause(s)})" for s in far],
+        )
+    )
+    judged = [
+        s
+        for s in summaries
+        if s["default_ms"] and (s["strategies"].get("seeded") or {}).get("ms") is not None
+    ]
+    behind = []
+    for s in judged:
+        for name in ("seeded", "seeded-warm"):
+            value = (s["strategies"].get(name) or {}).get("ms")
+            if value is not None and value > s["default_ms"] * (1 + s["noise"]):
+                behind.append(
+                    f"{s['case']} ({name}): {value / s['default_ms']:.3f}x the default"
+                    f" (noise {s['noise'] * 100:.1f}%)"
+                )
+    out.append(
+        _target(
+            "no case slower than the default (beyond the case's re-timing noise)",
+            ("met" if not behind else "missed") if judged else "not measured",
+            f"{len(judged)} cases judged",
+            behind,
+        )
+    )
+    return out
+
+
+def _fmt(value: float | None, spec: str = ".4f", suffix: str = "") -> str:
+    if value is None:
+        return "-"
+    return f"{value:{spec}}{suffix}"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:+.1f}%"
+
+
+def markdown(
+    summaries: list[dict[str, Any]],
+    goals: list[dict[str, Any]],
+    env: dict[str, Any],
+    meta: dict[str, dict[str, Any]],
+    skipped: list[str],
+) -> str:
+    if env.get("interpreter"):
+        timing = (
+            "CPU smoke run under the Triton interpreter: tiny shapes (not the names' shapes), "
+            "wall-clock timings that rank nothing, no roofline."
+        )
+    else:
+        timing = (
+            "Latencies in ms, all contenders of a case re-timed interleaved in one process (each "
+            "its own compiled callable, L2 flushed, median of >= 100 calls); roofline frac = "
+            "roofline time / fastest Helion config."
+        )
+    lines = [
+        "# Tuning benchmark results",
+        "",
+        f"Device: {env.get('device', '?')} {env.get('capability', '')}; helion {env.get('helion', '?')}, "
+        f"triton {env.get('triton', '?')}, torch {env.get('torch', '?')}; commit "
+        f"{str(env.get('git_commit', '?'))[:12]}. {timing} LFBO = Helion's LFBOTreeSearch at "
+        "effort quick (lfbo-full: at its default effort, full); s = wall seconds; cfg = configs "
+        "benchmarked; gain = default / strategy - 1.",
+        "",
+        "| case | default | eager | LFBO ms / s / cfg | seeded ms / s / cfg | seeded/LFBO ms | seeded/LFBO s | LFBO gain | roofline frac |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in summaries:
+        lf = s["strategies"].get("lfbo") or {}
+        sd = s["strategies"].get("seeded") or {}
+
+        def cell(d: dict[str, Any]) -> str:
+            if not d:
+                return "-"
+            flags = " (cut)" if d.get("budget_capped") else ""
+            flags += " (inaccurate)" if d.get("accurate") is False else ""
+            return f"{_fmt(d.get('ms'))} / {_fmt(d.get('wall_s'), '.0f')} / {d.get('configs_tested', '-')}{flags}"
+
+        lines.append(
+            f"| {(s['case'] + ' ' + s['dtype']).strip()} | {_fmt(s['default_ms'])} | {_fmt(s['eager_ms'])} | {cell(lf)} | {cell(sd)} "
+            f"| {_fmt(s.get('seeded_vs_lfbo_ms'), '.3f')} | {_fmt(s.get('seeded_vs_lfbo_s'), '.2f')} "
+            f"| {_pct(lf.get('gain'))} | {_fmt(s['roofline_fraction'], '.2f')} |"
+        )
+    both = [s for s in summaries if "seeded_vs_lfbo_ms" in s]
+    lines += [
+        "",
+        f"Geomeans over {len(both)} cases with both: seeded/LFBO latency "
+        f"{_fmt(geomean([s['seeded_vs_lfbo_ms'] for s in both]), '.3f')}, wall time "
+        f"{_fmt(geomean([s['seeded_vs_lfbo_s'] for s in both if 'seeded_vs_lfbo_s' in s]), '.3f')}; "
+        f"LFBO gain over default {_pct(_gm_gain([s['strategies']['lfbo'].get('gain') for s in both]))}.",
+    ]
+    others = sorted({k for s in summaries for k in s["strategies"]} - {"lfbo", "seeded", "default"})
+    if others:
+        lines += ["", "Other strategies (ms / s / configs; gain over default):", ""]
+        lines += ["| case | " + " | ".join(others) + " |", "|---|" + "---|" * len(others)]
+        for s in summaries:
+            cells = []
+            for name in others:
+                d = s["strategies"].get(name)
+                cells.append(
+                    "-"
+                    if not d
+                    else f"{_fmt(d['ms'])} / {_fmt(d['wall_s'], '.0f')} / {d['configs_tested']} ({_pct(d['gain'])})"
+                )
+            lines.append(f"| {s['case']} | " + " | ".join(cells) + " |")
+    lines += ["", "## Targets", ""]
+    for g in goals:
+        lines.append(f"- **{g['status']}**: {g['target']}. {g['detail']}")
+        lines += [f"  - {m}" for m in g["misses"]]
+    weak = [
+        s for s in summaries if ((s["strategies"].get("lfbo") or {}).get("gain") or 0) >= WEAK_GAIN
+    ]
+    rejected = [
+        s
+        for s in summaries
+        if s not in weak and (s["strategies"].get("lfbo") or {}).get("gain") is not None
+    ]
+    lines += ["", "## Default-weak cases (LFBO >= 8% over the default, re-timed)", ""]
+    lines += [
+        f"- {s['case']}: LFBO {_pct(s['strategies']['lfbo']['gain'])} ({meta.get(s['case'], {}).get('why', '')})"
+        for s in weak
+    ] or ["- none measured yet"]
+    lines += ["", "## Tried and rejected (LFBO < 8% over the default)", ""]
+    lines += [
+        f"- {s['case']}: LFBO {_pct(s['strategies']['lfbo']['gain'])}, best of all contenders "
+        f"{_pct(s['best_gain'])}, default {_fmt(s['default_ms'])} ms"
+        + (" (control)" if meta.get(s["case"], {}).get("control") else "")
+        for s in rejected
+    ] or ["- none measured yet"]
+    if skipped:
+        lines += [
+            "",
+            "## Not run yet (skipped by a deadline, or failed; a later run resumes them)",
+            "",
+        ]
+        lines += [f"- {line}" for line in skipped]
+    lines += [
+        "",
+        "Plots: best-so-far vs wall time per case in `plots/` (search-time timings; "
+        "the dashed line is the re-timed default, dots the re-timed finals).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _gm_gain(gains: Sequence[float | None]) -> float | None:
+    g = geomean([1 + x for x in gains if x is not None])
+    return None if g is None else g - 1
+
+
+# -- plots ------------------------------------------------------------------------------
+
+
+def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
+    if hi <= lo:
+        return [lo]
+    raw = (hi - lo) / n
+    mag = 10 ** math.floor(math.log10(raw))
+    step = min((m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw), default=raw)
+    start = math.ceil(lo / step) * step
+    out = []
+    v = start
+    while v <= hi + 1e-12:
+        out.append(round(v, 12))
+        v += step
+    return out
+
+
+def svg_plot(name: str, entry: dict[str, Any], summary: dict[str, Any]) -> str:
+    """Best-so-far (search-time ms) against wall seconds, one step line per strategy."""
+    w, h, left, right, top, bottom = 720, 420, 70, 130, 58, 50
+    series = []
+    for strategy, record in sorted(entry["strategies"].items()):
+        trace = [p for p in record.get("trace", []) if p.get("best_ms") and p["best_ms"] > 0]
+        end = float(record.get("wall_s") or 0.0)
+        final = summary["strategies"].get(strategy, {}).get("ms")
+        series.append((strategy, trace, end, final))
+    xs = [p["seconds"] for _, t, _, _ in series for p in t] + [e for _, _, e, _ in series]
+    ys = [p["best_ms"] for _, t, _, _ in series for p in t]
+    ys += [f for _, _, _, f in series if f]
+    # Eager and the roofline are drawn only when they fall in range: far off, they would
+    # flatten the curves this plot exists to show.
+    if summary.get("default_ms"):
+        ys.append(summary["default_ms"])
+    if not ys:
+        ys = [1.0]
+    x_hi = float(max(xs, default=1.0)) or 1.0
+    y_lo, y_hi = float(min(ys)), float(max(ys))
+    pad = (y_hi - y_lo) * 0.08 or y_hi * 0.05 or 1.0
+    y_lo, y_hi = max(0.0, y_lo - pad), y_hi + pad
+    pw, ph = w - left - right, h - top - bottom
+
+    def sx(x: float) -> float:
+        return left + pw * x / x_hi
+
+    def sy(y: float) -> float:
+        return top + ph * (1 - (y - y_lo) / (y_hi - y_lo))
+
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" '
+        'font-family="sans-serif" font-size="11">',
+        f'<rect width="{w}" height="{h}" fill="white"/>',
+        f'<text x="{left}" y="20" font-size="14">{html.escape(name)}: best so far vs wall time</text>',
+        f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#444"/>',
+    ]
+    for t in _ticks(0, x_hi):
+        out.append(
+            f'<line x1="{sx(t):.1f}" y1="{top + ph}" x2="{sx(t):.1f}" y2="{top + ph + 4}" stroke="#444"/>'
+        )
+        out.append(f'<text x="{sx(t):.1f}" y="{top + ph + 16}" text-anchor="middle">{t:g}</text>')
+    for t in _ticks(y_lo, y_hi):
+        out.append(
+            f'<line x1="{left - 4}" y1="{sy(t):.1f}" x2="{left + pw}" y2="{sy(t):.1f}" stroke="#eee"/>'
+        )
+        out.append(f'<text x="{left - 6}" y="{sy(t) + 4:.1f}" text-anchor="end">{t:.4g}</text>')
+    out.append(f'<text x="{left + pw / 2}" y="{h - 12}" text-anchor="middle">wall seconds</text>')
+    out.append(
+        f'<text x="16" y="{top + ph / 2}" transform="rotate(-90 16 {top + ph / 2})" '
+        'text-anchor="middle">ms (search timings)</text>'
+    )
+    for key, label, dash in (
+        ("default_ms", "default (re-timed)", "6,4"),
+        ("eager_ms", "eager (re-timed)", "2,3"),
+        ("roofline_ms", "roofline", "1,5"),
+    ):
+        y = summary.get(key)
+        if y and y_lo <= y <= y_hi:
+            out.append(
+                f'<line x1="{left}" y1="{sy(y):.1f}" x2="{left + pw}" y2="{sy(y):.1f}" '
+                f'stroke="#333" stroke-dasharray="{dash}"/>'
+            )
+            out.append(f'<text x="{left + pw + 4}" y="{sy(y) + 4:.1f}">{label}</text>')
+    legend_x = float(left)
+    for strategy, trace, end, final in series:
+        color = COLORS.get(strategy, "#bcbd22")
+        if trace:
+            pts = []
+            for j, p in enumerate(trace):
+                if j:
+                    pts.append(f"{sx(p['seconds']):.1f},{sy(trace[j - 1]['best_ms']):.1f}")
+                pts.append(f"{sx(p['seconds']):.1f},{sy(p['best_ms']):.1f}")
+            pts.append(f"{sx(end):.1f},{sy(trace[-1]['best_ms']):.1f}")
+            out.append(
+                f'<polyline fill="none" stroke="{color}" stroke-width="1.8" points="{" ".join(pts)}"/>'
+            )
+        if final:
+            out.append(f'<circle cx="{sx(end):.1f}" cy="{sy(final):.1f}" r="4" fill="{color}"/>')
+        # One legend row under the title: the right margin belongs to the reference lines.
+        out.append(f'<rect x="{legend_x:.0f}" y="32" width="10" height="10" fill="{color}"/>')
+        out.append(f'<text x="{legend_x + 14:.0f}" y="41">{html.escape(strategy)}</text>')
+        legend_x += 24 + 7 * len(strategy)
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+# -- entry point ---------------------------------------------------------------------------
+
+
+def not_run(log: list[dict[str, Any]], cases: dict[str, dict[str, Any]]) -> list[str]:
+    """Runs the log says were skipped or failed and that no later run has finished."""
+    left: dict[tuple[str, str], str] = {}
+    for record in log:
+        key = (record.get("case", ""), record.get("strategy", ""))
+        if record.get("event") in ("skipped", "failed"):
+            left[key] = record.get("reason") or record.get("error") or record["event"]
+        elif record.get("event") in ("done", "retimed"):
+            left.pop(key, None)
+            if record.get("event") == "retimed":
+                left.pop((key[0], "retime"), None)
+    out = []
+    for (case, strategy), why in sorted(left.items()):
+        if strategy in cases.get(case, {}).get("strategies", {}):
+            continue
+        out.append(f"{case} / {strategy}: {why}")
+    return out
+
+
+def build(results: Path, out_dir: Path | None = None) -> dict[str, Any]:
+    out_dir = out_dir or results
+    cases = load(results)
+    summaries = [summarize(name, entry) for name, entry in cases.items()]
+    meta = {name: case_meta(name) for name in cases}
+    goals = targets(summaries)
+    envs = {}
+    for entry in cases.values():
+        for record in [*entry["strategies"].values(), entry["retime"] or {}]:
+            env = record.get("environment")
+            if env:
+                envs[json.dumps(env, sort_keys=True)] = env
+    env = next(iter(envs.values()), {})
+    skipped = not_run(runlog(results), cases)
+    device_file = results / "_device.json"
+    peaks = json.loads(device_file.read_text()) if device_file.exists() else None
+    doc = {
+        "schema": 1,
+        "generated_at": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "environments": list(envs.values()),
+        "peaks": peaks,
+        "thresholds": {
+            "weak_gain": WEAK_GAIN,
+            "noise_floor": NOISE_FLOOR,
+            "quick_done_s": QUICK_DONE_S,
+            "cold_time_ratio": COLD_TIME_RATIO,
+            "warm_time_ratio": WARM_TIME_RATIO,
+            "gain_share": GAIN_SHARE,
+            "lfbo_slack": LFBO_SLACK,
+        },
+        "targets": goals,
+        "not_run": skipped,
+        "cases": [
+            {**meta[s["case"]], "summary": s, **cases[s["case"]], "name": s["case"]}
+            for s in summaries
+        ],
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "results.json").write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+    (out_dir / "results.md").write_text(markdown(summaries, goals, env, meta, skipped))
+    plots = out_dir / "plots"
+    plots.mkdir(exist_ok=True)
+    for s in summaries:
+        (plots / f"{s['case']}.svg").write_text(svg_plot(s["case"], cases[s["case"]], s))
+    return doc
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        description="Write results.json, results.md and plots from run.py's files."
+    )
+    p.add_argument("results_dir", type=Path, help="the directory run.py wrote")
+    p.add_argument(
+        "--out", type=Path, default=None, help="where to write (default: the results dir)"
+    )
+    args = p.parse_args(argv)
+    if not args.results_dir.is_dir():
+        raise SystemExit(f"{args.results_dir}: no such directory")
+    doc = build(args.results_dir, args.out)
+    out = args.out or args.results_dir
+    print(
+        f"{len(doc['cases'])} cases -> {out / 'results.md'}, {out / 'results.json'}, {out / 'plots'}/"
+    )
+    for g in doc["targets"]:
+        print(f"  {g['status']:>12}: {g['target']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

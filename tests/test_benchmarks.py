@@ -1,0 +1,367 @@
+"""The benchmark harness on the CPU: every suite kernel against eager under the Triton interpreter,
+run.py end to end (results, resume, deadline, warm seeds), the re-timing control, and the report.
+
+Interpreter timings rank nothing, except where slowness is structural (the control below).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tarfile
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import importlib.util  # noqa: E402
+
+# run.py first, by path: it claims the name ``benchmarks`` for that folder (a namespace package).
+_spec = importlib.util.spec_from_file_location("benchmarks.run", ROOT / "benchmarks" / "run.py")
+assert _spec is not None and _spec.loader is not None
+run = importlib.util.module_from_spec(_spec)
+sys.modules["benchmarks.run"] = run
+_spec.loader.exec_module(run)
+
+from benchmarks import cases, kernels, report  # noqa: E402
+from pytest_helion_tune import interpreter  # noqa: E402
+
+pytestmark = pytest.mark.skipif(
+    not interpreter.active(), reason="these tests run the suite's kernels under TRITON_INTERPRET=1"
+)
+
+
+@pytest.fixture
+def harness_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """run.main sets these for its process; in-process calls must not leak them to other tests."""
+    monkeypatch.setenv("HELION_SKIP_CACHE", "1")
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    interpreter.patch_libdevice()
+
+
+# -- the suite -------------------------------------------------------------------------------
+
+
+def test_suite_covers_what_the_issue_asks() -> None:
+    names = [c.name for c in cases.CASES]
+    assert len(names) == len(set(names)) >= 12
+    assert len({c.family for c in cases.CASES}) >= 5
+    assert {c.dtype for c in cases.CASES} == {"fp16", "bf16"}
+    for extreme in ("softmax_1024x65536", "rms_norm_256x65536", "matmul_16x4096x4096"):
+        assert extreme in cases.BY_NAME
+    assert sum(c.full_reference for c in cases.CASES) >= 3
+    for case in cases.CASES:
+        assert case.family in kernels.FAMILIES
+        assert len(case.tiny) == len(case.shape) == len(kernels.FAMILIES[case.family].shape_names)
+        assert case.why
+    for name in cases.QUICK:
+        assert name in cases.BY_NAME
+    with pytest.raises(SystemExit, match="unknown case"):
+        cases.select("softmax_1x1")
+
+
+def test_roofline_counts() -> None:
+    mm = kernels.FAMILIES["matmul"]
+    assert mm.bytes_moved((16, 4096, 4096), 2) == (16 * 4096 + 4096 * 4096 + 16 * 4096) * 2
+    assert mm.flops((16, 4096, 4096)) == 2 * 16 * 4096 * 4096
+    assert kernels.FAMILIES["softmax"].bytes_moved((1024, 65536), 2) == 2 * 1024 * 65536 * 2
+    assert kernels.FAMILIES["softmax"].flops((1024, 65536)) == 0
+    peaks = {"bandwidth_gbs": 1000.0, "tflops_fp16": 100.0}
+    roof = run.roofline(kernels.FAMILIES["softmax"], (1000, 500), 2, peaks)
+    assert roof["roofline_ms"] == pytest.approx(2e6 / 1e12 * 1e3)
+    assert roof["bound"] == "memory"
+    roof = run.roofline(mm, (4096, 4096, 4096), 2, peaks)
+    assert roof["bound"] == "compute"
+
+
+@pytest.mark.parametrize("case", cases.CASES, ids=lambda c: c.name)
+def test_kernel_matches_eager_on_the_tiny_shape(case: cases.Case, harness_env: None) -> None:
+    family = kernels.FAMILIES[case.family]
+    args = family.inputs(case.tiny, torch.float32, "cpu")
+    bound = family.kernel.bind(args)
+    out = bound.compile_config(bound.config_spec.default_config(), allow_print=False)(*args)
+    torch.testing.assert_close(out, family.reference(*args), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(family.eager(*args), family.reference(*args), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("family", sorted(kernels.FAMILIES))
+def test_kernel_is_right_with_one_row_per_program(family: str, harness_env: None) -> None:
+    """A second config per family (one row per program): right beyond the default's tiling."""
+    fam = kernels.FAMILIES[family]
+    tiny = next(c.tiny for c in cases.CASES if c.family == family)
+    args = fam.inputs(tiny, torch.float32, "cpu", seed=1)
+    bound = fam.kernel.bind(args)
+    config = dict(bound.config_spec.default_config().config)
+    config["block_sizes"] = [1, *config["block_sizes"][1:]]
+    import helion
+
+    out = bound.compile_config(helion.Config(**config), allow_print=False)(*args)
+    torch.testing.assert_close(out, fam.reference(*args), atol=1e-4, rtol=1e-4)
+
+
+def test_plan_puts_default_first_and_warm_last_with_retimes_before_the_warm_phase() -> None:
+    picked = cases.select("rms_norm_8192x8192,rms_norm_256x65536")
+    plan = run.build_plan(picked, ["seeded-warm", "lfbo", "seeded", "default"], "case")
+    assert [(c.name, s) for c, s in plan] == [
+        ("rms_norm_8192x8192", "default"),
+        ("rms_norm_8192x8192", "seeded"),
+        ("rms_norm_8192x8192", "lfbo"),
+        ("rms_norm_256x65536", "default"),
+        ("rms_norm_256x65536", "seeded"),
+        ("rms_norm_256x65536", "lfbo"),
+        ("rms_norm_8192x8192", "seeded-warm"),
+        ("rms_norm_256x65536", "seeded-warm"),
+    ]
+    assert run.retime_points(plan) == {2, 5, 6, 7}
+    by_strategy = run.build_plan(picked, ["lfbo", "seeded"], "strategy")
+    assert [s for _c, s in by_strategy] == ["seeded", "seeded", "lfbo", "lfbo"]
+    suite = run.build_plan([cases.BY_NAME["matmul_16x4096x4096"]], None, "case")
+    assert [s for _c, s in suite] == ["default", "seeded", "lfbo", "lfbo-full", "seeded-warm"]
+
+
+def test_gpu_retiming_adds_rounds_until_every_contender_has_100_calls(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The GPU path of the re-timing, with do_bench faked: a slow kernel yields few calls per
+    window, so rounds are added; every round rotates which contender goes first."""
+    import triton.testing
+
+    order: list[str] = []
+
+    def fake_do_bench(fn: Any, warmup: int, rep: int, return_mode: str) -> list[float]:
+        assert (warmup, rep, return_mode) == (25, 100, "all")
+        name = fn()
+        order.append(name)
+        return [1.0 if name == "fast" else 2.0] * (3 if name == "slow" else 50)
+
+    monkeypatch.setattr(triton.testing, "do_bench", fake_do_bench)
+    samples, medians = run.interleaved([lambda: "fast", lambda: "slow"], interpreter=False)
+    assert len(samples[1]) >= 100 and len(medians[1]) == 34  # ceil(100 / 3) rounds
+    assert statistics.median(samples[0]) == 1.0 and statistics.median(samples[1]) == 2.0
+    assert order[:6] == ["fast", "slow", "slow", "fast", "fast", "slow"]
+
+
+# -- run.py ----------------------------------------------------------------------------------
+
+
+def _records(results: Path) -> dict[str, dict[str, Any]]:
+    return {p.stem: json.loads(p.read_text()) for p in results.glob("*__*.json")}
+
+
+def _log(results: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (results / "runlog.jsonl").read_text().splitlines()]
+
+
+def test_one_command_end_to_end_then_resume_then_report(tmp_path: Path, harness_env: None) -> None:
+    """The harness as a user runs it: one command in a fresh process (Helion re-imports
+    __main__), one file per (case, strategy) and a re-timing per case; a second run resumes
+    without redoing anything; the report reads it all. One test, so xdist runs it once."""
+    results = tmp_path / "results"
+    command = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "run.py"),
+        "--interpreter",
+        "--cases",
+        "rms_norm_8192x8192,rms_norm_256x65536",
+        "--strategies",
+        "default,seeded,random,seeded-warm",
+        "--results-dir",
+        str(results),
+        "--archive",
+        str(tmp_path / "results.tar.gz"),
+    ]
+    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONHASHSEED": "0"}
+    done = subprocess.run(
+        command, capture_output=True, text=True, env=env, timeout=240, check=False
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    records = _records(results)
+    for case in ("rms_norm_8192x8192", "rms_norm_256x65536"):
+        for strategy in ("default", "seeded", "random", "seeded-warm"):
+            record = records[f"{case}__{strategy}"]
+            assert record["status"] == "ok" and record["accurate"], record
+            assert record["wall_s"] >= 0 and record["configs_compiled"] >= 1
+            assert record["environment"]["helion"] != "absent"
+            assert record["command"].startswith("python") and "--archive" in record["command"]
+        assert records[f"{case}__seeded"]["configs_tested"] > 0
+        assert records[f"{case}__seeded"]["trace"], "a search's best-so-far trace"
+        warm = records[f"{case}__seeded-warm"]
+        other = "rms_norm_256x65536" if case == "rms_norm_8192x8192" else "rms_norm_8192x8192"
+        assert {s["source"] for s in warm["seeds"]} == {f"results: {other} / seeded"}
+        retime = records[f"{case}__retime"]
+        labels = [label for c in retime["contenders"] for label in c["labels"]]
+        assert sorted(labels) == ["default", "random", "seeded", "seeded-warm"]
+        assert retime["eager_ms"] > 0 and retime["default_ms"] > 0
+        assert all(c["accurate"] for c in retime["contenders"])
+    assert records["rms_norm_256x65536__retime"]["roofline"]["bytes"] == (2 * 4 * 256 + 256) * 4
+    with tarfile.open(tmp_path / "results.tar.gz") as tar:
+        names = tar.getnames()
+    assert "results/rms_norm_256x65536__retime.json" in names
+    assert not [n for n in names if "/logs" in n]  # Helion's CSVs only with --archive-logs
+
+    # Resume: the same command again starts nothing and changes no file.
+    before = {p.name: p.read_bytes() for p in results.glob("*__*.json")}
+    logged = len(_log(results))
+    assert run.main(command[2:]) == 0
+    assert {p.name: p.read_bytes() for p in results.glob("*__*.json")} == before
+    assert [r["event"] for r in _log(results)[logged:]] == []  # nothing started, nothing re-timed
+
+    # --force redoes exactly what it is asked; the re-timing stands (the config is unchanged).
+    argv = ["--interpreter", "--cases", "rms_norm_256x65536", "--strategies", "default", "--force"]
+    assert run.main([*argv, "--results-dir", str(results)]) == 0
+    after = {p.name: p.read_bytes() for p in results.glob("*__*.json")}
+    changed = {name for name in after if after[name] != before[name]}
+    assert changed == {"rms_norm_256x65536__default.json"}
+
+    out = tmp_path / "report"
+    assert report.main([str(results), "--out", str(out)]) == 0
+    md = (out / "results.md").read_text()
+    assert "Triton interpreter" in md and "| rms_norm_256x65536 fp32 |" in md
+    doc = json.loads((out / "results.json").read_text())
+    assert {c["name"] for c in doc["cases"]} == {"rms_norm_8192x8192", "rms_norm_256x65536"}
+    assert doc["environments"][0]["interpreter"] is True
+    for case in doc["cases"]:
+        ET.fromstring((out / "plots" / f"{case['name']}.svg").read_text())
+
+
+def test_deadline_skips_and_records_instead_of_starting(harness_env: None, tmp_path: Path) -> None:
+    argv = ["--interpreter", "--cases", "softmax_4096x8192", "--strategies", "default,lfbo"]
+    assert run.main([*argv, "--deadline-s", "1", "--results-dir", str(tmp_path)]) == 0
+    assert not list(tmp_path.glob("*__*.json"))
+    skipped = [(r["strategy"], r["reason"]) for r in _log(tmp_path) if r["event"] == "skipped"]
+    assert skipped == [("default", "deadline"), ("lfbo", "deadline")]
+    assert report.not_run(_log(tmp_path), {}) == [
+        "softmax_4096x8192 / default: deadline",
+        "softmax_4096x8192 / lfbo: deadline",
+    ]
+
+
+def test_warm_run_without_other_shapes_is_skipped_not_run_cold(
+    harness_env: None, tmp_path: Path
+) -> None:
+    argv = ["--interpreter", "--cases", "row_sum_4095x4097", "--strategies", "seeded-warm"]
+    assert run.main([*argv, "--results-dir", str(tmp_path)]) == 0
+    assert not list(tmp_path.glob("*__*.json"))
+    assert _log(tmp_path)[-1]["reason"] == "no warm seeds"
+
+
+def test_control_a_known_slower_config_retimes_slower(harness_env: None, tmp_path: Path) -> None:
+    """Eight times the default's programs: structural slowness, so even wall-clock timing under
+    the interpreter ranks it. Contenders made with bind + set_config would tie here."""
+    case = cases.BY_NAME["swiglu_16x14336"]
+    family = kernels.FAMILIES[case.family]
+    args = family.inputs(case.tiny, torch.float32, "cpu")
+    default = dict(family.kernel.bind(args).config_spec.default_config().config)
+    slow = {**default, "block_sizes": [1, 8]}
+    assert default["block_sizes"] != slow["block_sizes"]
+    record = {"status": "ok", "case": case.name, "config": slow, "wall_s": 0.0}
+    run.write_json(run.result_path(tmp_path, case.name, "slow-control"), record)
+    argv = ["--interpreter", "--retime-only", "--cases", case.name, "--results-dir", str(tmp_path)]
+    assert run.main(argv) == 0
+    retime = json.loads(run.retime_path(tmp_path, case.name).read_text())
+    assert retime["by_strategy"]["slow-control"] > 3 * retime["by_strategy"]["default"]
+    assert all(c["accurate"] for c in retime["contenders"])
+
+
+# -- report.py -------------------------------------------------------------------------------
+
+
+def _fake_case(
+    results: Path, case: str, default: float, ms: dict[str, float], secs: dict[str, float]
+) -> None:
+    """A GPU-like result set: strategy records plus a re-timing, as run.py writes them."""
+    env = {"device": "NVIDIA H100 80GB HBM3", "capability": "sm_90", "helion": "1.5.0"}
+    contenders = [
+        {"labels": ["default"], "median_ms": default, "round_spread": 0.005, "config_id": "d"}
+    ]
+    for strategy, value in ms.items():
+        config = {"block_sizes": [len(strategy)]}
+        trace = [
+            {"seconds": secs[strategy] * f, "configs": int(10 * f) + 1, "best_ms": value * (2 - f)}
+            for f in (0.1, 0.5, 0.9)
+        ]
+        record = {
+            "status": "ok",
+            "case": case,
+            "strategy": strategy,
+            "config": config,
+            "wall_s": secs[strategy],
+            "configs_tested": 42,
+            "configs_compiled": 44,
+            "trace": trace,
+            "notes": [f"{strategy} notes"],
+            "seeds": [],
+            "accurate": True,
+            "environment": env,
+        }
+        run.write_json(results / f"{case}__{strategy}.json", record)
+        contenders.append(
+            {"labels": [strategy], "median_ms": value, "round_spread": 0.005, "config_id": strategy}
+        )
+    retime = {
+        "case": case,
+        "dtype": "float16",
+        "default_ms": default,
+        "eager_ms": default * 1.5,
+        "contenders": contenders,
+        "by_strategy": {"default": default, **ms},
+        "roofline": {"roofline_ms": default / 2, "bound": "memory"},
+        "environment": env,
+    }
+    run.write_json(results / f"{case}__retime.json", retime)
+
+
+def test_report_targets_tables_and_plots(tmp_path: Path) -> None:
+    secs = {"seeded": 20.0, "lfbo": 150.0, "seeded-warm": 10.0}
+    # Four default-weak cases where seeded matches LFBO, one where it falls short, one flat.
+    for i in range(4):
+        _fake_case(
+            tmp_path, f"weak{i}", 1.0, {"seeded": 0.88, "lfbo": 0.89, "seeded-warm": 0.88}, secs
+        )
+    _fake_case(tmp_path, "short", 1.0, {"seeded": 0.97, "lfbo": 0.85, "seeded-warm": 0.85}, secs)
+    _fake_case(
+        tmp_path,
+        "flat",
+        1.0,
+        {"seeded": 1.0, "lfbo": 1.0, "seeded-warm": 1.0},
+        {**secs, "seeded": 45.0},
+    )
+    doc = report.build(tmp_path)
+    goals = {g["target"]: g for g in doc["targets"]}
+    share = goals["where LFBO gains >= 8% over default, seeded gets >= 95% of that gain"]
+    assert share["status"] == "missed"
+    assert share["misses"] == ["short: seeded +3.1% vs LFBO +17.6% (seeded notes)"]
+    four = goals["at least 4 cases where LFBO beats the default by >= 8% (interleaved re-timing)"]
+    assert four["status"] == "met" and four["detail"] == "5 found"
+    flat = goals["where nothing beats the default beyond noise, seeded is done within 30 s"]
+    assert flat["status"] == "missed" and flat["misses"] == ["flat: 45 s (seeded notes)"]
+    far = goals["no case more than 3% slower than LFBO quick (seeded cold)"]
+    assert far["status"] == "missed" and far["misses"][0].startswith("short: 1.141x")
+    assert (
+        goals["no case slower than the default (beyond the case's re-timing noise)"]["status"]
+        == "met"
+    )
+    warm = goals["warm seeded <= 1.00x LFBO quick latency at <= 1/10 of its time (geomeans)"]
+    assert warm["status"] == "met", warm  # 10 s of 150 s, and never behind LFBO
+    md = (tmp_path / "results.md").read_text()
+    assert (
+        "| weak0 fp16 | 1.0000 | 1.5000 | 0.8900 / 150 / 42 | 0.8800 / 20 / 42 | 0.989 | 0.13 | +12.4% | 0.57 |"
+        in md
+    )
+    assert "## Tried and rejected" in md and "- flat: LFBO +0.0%" in md
+    for case in ("weak0", "short", "flat"):
+        svg = (tmp_path / "plots" / f"{case}.svg").read_text()
+        root = ET.fromstring(svg)
+        assert root.tag.endswith("svg")
+        assert svg.count("<polyline") == 3
+    assert json.loads((tmp_path / "results.json").read_text())["cases"][0]["strategies"]
