@@ -1,6 +1,6 @@
 """A scripted HTTP server on 127.0.0.1 for tests that need a real LLM endpoint.
 
-Owns ``ScriptedServer`` and ``closed_port_url``; copied from tests/llm/conftest.py, without fixtures.
+Owns ``ScriptedServer`` and ``closed_port_url``; tests/llm/conftest.py wraps them as fixtures.
 """
 
 from __future__ import annotations
