@@ -366,3 +366,23 @@ base_search.BaseSearch.__init__ = _counting_init
     )
     + DETERMINISTIC_TIMER
 )
+
+
+def test_ini_mirrors_and_cache_dir_and_html_report(project: Project) -> None:
+    project.pytester.makeini(
+        "[pytest]\naddopts = -p no:cacheprovider\nhelion_tune = random\nhelion_cache_dir = store\nhelion_budget = 30\n"
+    )
+    html = project.path / "out" / "report.html"
+    result = project.run("-k", "softmax", f"--helion-report-html={html}")
+    result.assert_outcomes(passed=1, deselected=2)
+    result.stdout.re_match_lines(
+        [r"helion-tune: tuning with random \(effort quick, budget 30 s/case, seed 0\)"]
+    )
+    assert (project.path / "store" / "configs" / "kernels.softmax.json").exists()
+    assert not project.cache.exists()
+    page = html.read_text()
+    assert "<svg" in page and "test_softmax" in page
+    # The command line wins over the ini file.
+    again = project.run("-k", "softmax", "--helion-cache-dir=other", "--helion-tune=random")
+    again.assert_outcomes(passed=1, deselected=2)
+    assert (project.path / "other" / "configs" / "kernels.softmax.json").exists()
