@@ -81,7 +81,10 @@ class BaselineEntry:
             value = raw.get(name)
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ValueError(f"field '{name}' missing or not a number")
-            numbers[name] = float(value)
+            try:
+                numbers[name] = float(value)
+            except OverflowError:  # a JSON integer beyond any float
+                raise ValueError(f"field '{name}' is out of range") from None
         samples = raw.get("samples")
         if isinstance(samples, bool) or not isinstance(samples, int):
             raise ValueError("field 'samples' missing or not an integer")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import math
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,24 @@ from .key import CaseKey
 
 CONFIGS_DIR = "configs"
 _IDENTITY = ("specialization", "device", "toolchain", "source_hash")  # also the file order
+# Every field ``ConfigEntry.to_json`` may write; any other field of an entry is kept as found.
+_KNOWN = frozenset(
+    {
+        "config",
+        "configs_tested",
+        "device",
+        "eager_ms",
+        "latency_ms",
+        "nodeid",
+        "partial",
+        "source_hash",
+        "specialization",
+        "strategy",
+        "toolchain",
+        "tune_seconds",
+        "tuned_at",
+    }
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,9 +114,14 @@ def _round(value: float | None) -> float | None:
 
 
 def _number(value: Any) -> float | None:
+    # JSON reads 1e999 as infinity: a number that cannot be stored again is no number.
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer too large for a float
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _identity(doc: dict[str, Any]) -> tuple[str, ...]:
@@ -182,7 +206,10 @@ class ConfigStore:
         related: list[ConfigEntry] = []
         for entry in self.entries(key.kernel, fresh=fresh):
             if entry.key == key:
-                exact = entry
+                # Two entries for one key come from both sides of a resolved merge conflict:
+                # the one tuned last wins.
+                if exact is None or entry.tuned_at >= exact.tuned_at:
+                    exact = entry
             elif entry.key.specialization == key.specialization and entry.key.device == key.device:
                 stale.append(entry)
             else:
@@ -195,12 +222,14 @@ class ConfigStore:
         new = entry.to_json()
 
         def merge(doc: jsonstore.Document | None) -> jsonstore.Document:
-            entries = [
-                e
-                for e in (doc or {}).get("entries", [])
-                if not (isinstance(e, dict) and _identity(e) == _identity(new))
-            ]
-            entries.append(new)
+            entries: list[Any] = []
+            replaced: list[dict[str, Any]] = []
+            for e in (doc or {}).get("entries", []):
+                same = isinstance(e, dict) and _identity(e) == _identity(new)
+                (replaced if same else entries).append(e)
+            # Fields this version does not know (a note added by hand, a newer plugin's) stay.
+            kept = {k: v for old in replaced for k, v in old.items() if k not in _KNOWN}
+            entries.append({**kept, **new})
             return {"schema": jsonstore.SCHEMA, "kernel": kernel, "entries": sort_entries(entries)}
 
         self._docs[kernel] = jsonstore.update(self.path_for(kernel), merge, self.notes)

@@ -270,13 +270,30 @@ def statuses(
 
 
 def current_source_hash(kernel: str) -> tuple[str | None, str]:
-    """Imports ``kernel`` (``module.qualname``) to hash its source; (hash, problem)."""
+    """Imports ``kernel`` (``module.qualname``) to hash its source; (hash, problem).
+
+    The name comes from a store file, so only a module that lives under the current
+    directory (the project being checked) is ever imported: a crafted file cannot make this
+    command run code from anywhere else.
+    """
     import importlib
+    import importlib.util
 
     from .key import source_hash
 
+    root = Path.cwd().resolve()
     module_name, _, qualname = kernel.rpartition(".")
     while module_name:
+        try:
+            spec = importlib.util.find_spec(module_name)
+        except (ImportError, ValueError):
+            spec = None
+        origin = getattr(spec, "origin", None)
+        if spec is not None and (not origin or not Path(origin).resolve().is_relative_to(root)):
+            return (
+                None,
+                f"{kernel}: module {module_name} is not part of the project under {root}; not imported",
+            )
         try:
             obj: Any = importlib.import_module(module_name)
         except ImportError:

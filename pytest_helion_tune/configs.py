@@ -45,10 +45,10 @@ def validate(bound: Any, config: Any) -> Any:
     if not isinstance(config, dict) or not config:
         raise ValueError("a config must be a non-empty JSON object")
     _plain(config, "config")
-    candidate = helion.Config(**copy.deepcopy(config))
     try:
+        candidate = helion.Config(**copy.deepcopy(config))
         bound.config_spec.normalize(candidate)
-    except Exception as exc:  # Helion raises InvalidConfig, AssertionError, KeyError...
+    except Exception as exc:  # InvalidConfig, AssertionError, KeyError; TypeError for odd keys
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ValueError(text[:300]) from None
     return candidate

@@ -1,6 +1,7 @@
-"""One committed JSON document per file: locked read-merge-write, atomic replace, stable bytes.
+"""One committed JSON document per file: locked read-merge-write, atomic replace, stable bytes,
+damaged files moved aside and what they still hold recovered.
 
-Shared by the config store and the baseline store; knows nothing of what the entries mean.
+Shared by the config store and the baseline store; of entries it knows only their ``config``.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import json
+import math
 import os
 import re
 import tempfile
@@ -19,7 +21,11 @@ from .errors import DamagedFileError, StoreError
 
 SCHEMA = 1
 LOCK_TIMEOUT_S = 600.0  # a tuning write holds the lock for milliseconds; minutes means a stuck peer
+LOCK_TIMEOUT_ENV = "HELION_TUNE_LOCK_TIMEOUT"  # seconds; overrides LOCK_TIMEOUT_S
+# A line that git writes around a conflict (diff3 style included).
+_CONFLICT = re.compile(r"^(?:<{7}|={7}|>{7}|\|{7})(?: .*)?\r?$", re.MULTILINE)
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _IGNORE = (
     "# written by pytest-helion-tune: lock and temporary files are never committed\n*.lock\n*.tmp\n"
 )
@@ -53,7 +59,8 @@ def _format(value: Any, indent: str) -> str:
 
 def dumps(doc: Document) -> str:
     """The canonical text of a store file: sorted keys, stable layout, trailing newline."""
-    return _format(doc, "") + "\n"
+    # A lone surrogate (read from a "\ud800" escape) cannot be written as UTF-8: keep it escaped.
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", _format(doc, "")) + "\n"
 
 
 def _timestamp() -> str:
@@ -67,18 +74,51 @@ def move_aside(path: Path) -> Path:
     return target
 
 
+def _reject_constant(name: str) -> Any:
+    # Python's json accepts NaN and Infinity; no store file may hold them (dumps refuses them).
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999 reads as infinity
+        raise ValueError(f"{text} is out of range")
+    return value
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+_SPACE = re.compile(r"[ \t\n\r]*")  # JSON's whitespace, as json.loads skips it
+
+
+def _loads(text: str) -> Any:
+    """``json.loads`` without NaN/Infinity; every failure is a ``ValueError``."""
+    try:
+        value, end = _DECODER.raw_decode(text, _SPACE.match(text).end())  # type: ignore[union-attr]
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    end = _SPACE.match(text, end).end()  # type: ignore[union-attr]
+    if end != len(text):
+        raise json.JSONDecodeError("Extra data", text, end)
+    return value
+
+
 def parse(text: str, path: Path) -> Document:
-    """Parses one store document; raises ``DamagedFileError`` naming the file."""
-    if "<<<<<<<" in text or ">>>>>>>" in text:
+    """Parses one store document; raises ``DamagedFileError`` naming the file.
+
+    A newer schema raises ``StoreError`` (the file must be left alone); an older one is migrated.
+    """
+    if _CONFLICT.search(text):
         raise DamagedFileError(f"{path}: contains merge-conflict markers; resolve the conflict")
     try:
-        doc = json.loads(text)
+        doc = _loads(text)
     except json.JSONDecodeError as exc:
         raise DamagedFileError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except ValueError as exc:
+        raise DamagedFileError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(doc, dict):
         raise DamagedFileError(f"{path}: expected a JSON object at the top level")
     schema = doc.get("schema")
-    if not isinstance(schema, int):
+    if isinstance(schema, bool) or not isinstance(schema, int):
         raise DamagedFileError(f"{path}: missing or non-integer 'schema' field")
     if schema > SCHEMA:
         raise StoreError(
@@ -88,26 +128,117 @@ def parse(text: str, path: Path) -> Document:
     entries = doc.get("entries")
     if not isinstance(entries, list):
         raise DamagedFileError(f"{path}: 'entries' must be a list")
+    return _migrate(doc)
+
+
+def _migrate(doc: Document) -> Document:
+    # Schema 0 (before versioning was settled) had the same layout; each future layout change
+    # adds a step here, so an old committed file is read, and rewritten at the next write.
+    if doc["schema"] < SCHEMA:
+        doc = {**doc, "schema": SCHEMA}
     return doc
 
 
-def read(path: Path, notes: list[str] | None = None) -> Document | None:
-    """Reads ``path``; a damaged file is moved aside, noted, and read as absent."""
+_MAX_SALVAGE_DEPTH = 64
+_STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"')
+_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def _depth(text: str) -> int:
+    """How deep brackets nest outside strings (a damaged text may close more than it opens)."""
+    depth = deepest = 0
+    for bracket in _BRACKET.findall(_STRING.sub('""', text)):
+        depth = depth + 1 if bracket in "[{" else max(0, depth - 1)
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def salvage(text: str) -> list[Any]:
+    """The entries still readable in a damaged document: every JSON object in the text that
+    parses on its own and carries a ``config`` object, in order, duplicates dropped.
+
+    Merge-conflict marker lines are removed first, so both sides of a conflict are kept.
+    """
+    text = _CONFLICT.sub("", text)
+    if _depth(text) > _MAX_SALVAGE_DEPTH:
+        return []  # no store file nests this deep, and scanning it would take minutes
+    found: list[Any] = []
+    seen: set[str] = set()
+    start = text.find("{")
+    while start >= 0:
+        try:
+            value, end = _DECODER.raw_decode(text, start)
+        except (ValueError, RecursionError):
+            value, end = None, start + 1
+        if isinstance(value, dict) and isinstance(value.get("config"), dict):
+            canonical = json.dumps(value, sort_keys=True)
+            if canonical not in seen:
+                seen.add(canonical)
+                found.append(value)
+        else:
+            end = start + 1  # not an entry: look inside it, an entry may be nested there
+        start = text.find("{", end)
+    return found
+
+
+def read(path: Path, notes: list[str] | None = None, *, _held: bool = False) -> Document | None:
+    """Reads ``path``. A damaged file is moved aside (never overwritten), the entries it still
+    holds are written back in its place and returned, and a note says so; without them it
+    reads as absent."""
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         return None
-    except UnicodeDecodeError:
-        text = "\x00"  # undecodable bytes: treated like any other damage below
     except OSError as exc:
         raise StoreError(f"{path}: cannot be read ({exc.strerror})") from None
+    text = data.decode("utf-8", errors="replace")
     try:
+        data.decode("utf-8")
         return parse(text, path)
+    except UnicodeDecodeError:
+        damage = f"{path}: not UTF-8 text"
     except DamagedFileError as exc:
-        moved = move_aside(path)
-        if notes is not None:
-            notes.append(f"{exc}; moved aside to {moved.name}")
-        return None
+        damage = str(exc)
+    recovered = salvage(text)
+    if not _held:
+        with contextlib.ExitStack() as stack:
+            try:
+                stack.enter_context(locked(path))
+            except LockError as exc:
+                where = f"left as it is ({exc.reason})"
+            else:
+                # Under the lock: another process may have repaired it meanwhile.
+                return read(path, notes, _held=True)
+    else:
+        where = _repair(path, recovered)
+    if recovered and "recovered" not in where:
+        where += f"; {_count(recovered)} recovered and used"
+    if notes is not None:
+        notes.append(f"{damage}; {where}")
+    return {"schema": SCHEMA, "entries": recovered} if recovered else None
+
+
+def _count(entries: list[Any]) -> str:
+    return f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'}"
+
+
+def _repair(path: Path, recovered: list[Any]) -> str:
+    """Moves a damaged file aside and writes what it still holds in its place (under the lock);
+    says what happened."""
+    try:
+        where = f"moved aside to {move_aside(path).name}"
+    except FileNotFoundError:
+        return "moved aside by another process"
+    except OSError as exc:
+        return f"could not be moved aside ({exc.strerror}), left as it is"
+    if not recovered:
+        return where
+    count = _count(recovered)
+    try:
+        write_atomic(path, dumps({"schema": SCHEMA, "entries": recovered}))
+    except StoreError as exc:
+        return f"{where}; {count} recovered for this run but not written back ({exc})"
+    return f"{where}; {count} recovered and written back"
 
 
 def _ensure_dir(directory: Path) -> None:
@@ -121,20 +252,51 @@ def _ensure_dir(directory: Path) -> None:
             ignore.write_text(_IGNORE, encoding="utf-8")
 
 
+class LockError(StoreError):
+    """The lock of a store file cannot be taken: held too long by another process, or the
+    directory refuses it (read-only, full)."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def lock_timeout() -> float:
+    """Seconds a writer waits for a file's lock: ``HELION_TUNE_LOCK_TIMEOUT`` or the default."""
+    raw = os.environ.get(LOCK_TIMEOUT_ENV, "")
+    try:
+        value = float(raw)
+    except ValueError:
+        return LOCK_TIMEOUT_S
+    return value if value > 0 and value == value else LOCK_TIMEOUT_S
+
+
 @contextlib.contextmanager
 def locked(path: Path) -> Iterator[None]:
-    """Holds ``<path>.lock`` (one writer per file across processes)."""
+    """Holds ``<path>.lock`` (one writer per file across processes).
+
+    The lock is ``fcntl.flock``: it dies with its holder, so a killed writer never blocks the
+    next one. A live holder makes the writer wait ``lock_timeout()`` seconds, then fail.
+    """
     import filelock
 
     _ensure_dir(path.parent)
-    lock = filelock.FileLock(str(path) + ".lock", timeout=LOCK_TIMEOUT_S)
+    timeout = lock_timeout()
+    lock = filelock.FileLock(str(path) + ".lock", timeout=timeout)
     try:
-        with lock:
-            yield
+        lock.acquire()
     except filelock.Timeout:
-        raise StoreError(
-            f"{path}: waited {LOCK_TIMEOUT_S:.0f} s for {path.name}.lock; another process holds it"
+        reason = f"waited {timeout:g} s for {path.name}.lock; another process holds it"
+        raise LockError(
+            f"{path}: {reason} (set {LOCK_TIMEOUT_ENV} to wait longer)", reason
         ) from None
+    except OSError as exc:  # a read-only directory, a full disk
+        reason = f"cannot take {path.name}.lock ({exc.strerror or exc})"
+        raise LockError(f"{path}: {reason}; nothing was written", reason) from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _umask() -> int:
@@ -163,24 +325,32 @@ def _remove_orphans(path: Path) -> None:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Writes via a temporary file in the same directory and ``os.replace``: never half-written."""
+    """Writes via a temporary file in the same directory and ``os.replace``: never half-written.
+
+    Whatever stops the write (a full disk, a read-only directory, Ctrl-C) leaves the previous
+    file as it was and removes the temporary file.
+    """
     _remove_orphans(path)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent
-    )
+    tmp: str | None = None
     try:
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent
+        )
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; committed files are ordinary files
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise StoreError(
-            f"{path}: cannot be written ({exc.strerror}); the previous file is intact"
-        ) from None
+    except BaseException as exc:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise StoreError(
+                f"{path}: cannot be written ({exc.strerror or exc}); the previous file is intact"
+            ) from None
+        raise
 
 
 def update(
@@ -188,10 +358,15 @@ def update(
     mutate: Callable[[Document | None], Document],
     notes: list[str] | None = None,
 ) -> Document:
-    """Locks, re-reads, applies ``mutate`` and replaces the file; skips the write if nothing changed."""
+    """Locks, re-reads, applies ``mutate`` and replaces the file; skips the write if nothing changed.
+
+    Top-level fields that ``mutate`` does not know (a newer writer's, a note left by hand) stay.
+    """
     with locked(path):
-        before = read(path, notes)
+        before = read(path, notes, _held=True)
         after = mutate(before)
+        for name, value in (before or {}).items():
+            after.setdefault(name, value)
         text = dumps(after)
         if before is None or dumps(before) != text:
             write_atomic(path, text)

@@ -1,17 +1,20 @@
 """Follows a running Helion search through the per-candidate CSV its ``autotune_log`` writes.
 
-Gives live progress, the best-so-far trace and the order candidates were tried, on GPU and CPU.
+Gives live progress, the best-so-far trace, the order candidates were tried, and after an
+interrupted search the candidates that finished, on GPU and CPU.
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import csv
 import dataclasses
 import math
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from .strategies.base import Progress, TracePoint
 
@@ -97,3 +100,43 @@ def follow(
         stop.set()
         thread.join()
         poll()
+
+
+def finished(paths: Iterable[Path]) -> list[tuple[float, str]]:
+    """(ms, config text) of every candidate that finished accurate ("ok", a finite time) in
+    these CSV logs, fastest first. A row cut short by a kill is skipped."""
+    found: list[tuple[float, str]] = []
+    for path in paths:
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        whole = text[: text.rfind("\n") + 1]  # a last line without its newline was cut short
+        for row in csv.reader(whole.splitlines()):
+            if len(row) < 8 or row[4] != "ok":
+                continue
+            with contextlib.suppress(ValueError):
+                ms = float(row[5])
+                if math.isfinite(ms):
+                    found.append((ms, row[7]))
+    return sorted(found, key=lambda item: item[0])
+
+
+def config_from_repr(text: str) -> dict[str, Any]:
+    """The dict of a ``Config(a=[1, 2], b='x')`` repr (the CSV's config column).
+
+    Literals only (``ast.literal_eval``), never ``eval``: the log is a file, hence untrusted.
+    ``ValueError`` for anything else.
+    """
+    text = text.strip()
+    if not (text.startswith("Config(") and text.endswith(")")):
+        raise ValueError("not a Config(...) repr")
+    try:
+        call = ast.parse(f"f({text[7:-1]})", mode="eval").body
+        if not isinstance(call, ast.Call) or call.args:
+            raise ValueError("not keyword arguments")
+        if any(kw.arg is None for kw in call.keywords):
+            raise ValueError("not keyword arguments")
+        return {str(kw.arg): ast.literal_eval(kw.value) for kw in call.keywords}
+    except (SyntaxError, RecursionError, MemoryError, TypeError) as exc:
+        raise ValueError(f"not a Config(...) repr ({type(exc).__name__})") from None

@@ -16,6 +16,15 @@ from .results import CaseResult
 REPORT_SCHEMA = 1
 
 
+def describe_failures(failures: dict[str, int]) -> str:
+    """``3 failed (1 accuracy, 1 compile, 1 timeout)``, or "" when none failed."""
+    counts = {k: v for k, v in sorted(failures.items()) if isinstance(v, int) and v > 0}
+    if not counts:
+        return ""
+    kinds = ", ".join(f"{v} {k}" for k, v in counts.items())
+    return f"{sum(counts.values())} failed ({kinds})"
+
+
 def _ms(value: float | None) -> str:
     if value is None:
         return "-"
@@ -52,7 +61,7 @@ def summary_lines(results: Sequence[CaseResult]) -> list[str]:
             change = f"{r.gate['change'] * 100:+.1f}%"  # the gate's kernel/eager ratio change
         elif r.baseline_ms and r.latency_ms:
             change = f"{(r.latency_ms / r.baseline_ms - 1) * 100:+.1f}%"
-        origin = r.origin + (" (stale)" if r.stale else "")
+        origin = r.origin + (" (stale)" if r.stale else "") + (" (partial)" if r.partial else "")
         rows.append(
             (
                 _short_nodeid(r.nodeid),
@@ -85,6 +94,16 @@ def summary_lines(results: Sequence[CaseResult]) -> list[str]:
             f"{len(missing)} case(s) have no performance baseline on this device; "
             "record them with pytest --helion-update-baselines"
         )
+    partial = [r for r in results if r.partial and r.origin == "cache"]
+    if partial:
+        lines.append(
+            f"{len(partial)} case(s) use the best config of an interrupted search (partial); "
+            "finish them with pytest --helion-tune"
+        )
+    for r in results:
+        failed = describe_failures(r.failures)
+        if failed:
+            lines.append(f"candidates of {_short_nodeid(r.nodeid)}: {failed}; the search went on")
     for r in results:
         if r.stale and r.stale_reason:
             lines.append(f"stale: {_short_nodeid(r.nodeid)}: {r.stale_reason}")

@@ -30,8 +30,11 @@ class CaseResult:
     message: str = ""  # the one line a failing verdict shows
     stale: bool = False
     stale_reason: str = ""
+    partial: bool = False  # the config comes from an interrupted search (best accurate so far)
     config: dict[str, Any] = dataclasses.field(default_factory=dict)
     seed_source: str = ""
+    # failed candidates by kind: compile (raised while compiling or running), accuracy (wrong
+    # or NaN output), timeout (past the per-candidate limit), worker (Helion's worker died)
     failures: dict[str, int] = dataclasses.field(default_factory=dict)
     trace: list[dict[str, float]] = dataclasses.field(default_factory=list)
     candidates: list[str] = dataclasses.field(

@@ -9,22 +9,26 @@ import contextlib
 import dataclasses
 import json
 import os
+import signal
+import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from . import gate, interpreter
+from . import gate, interpreter, monitor
 from . import key as keys
 from .accuracy import Tolerance, compare
 from .baselines import BaselineStore
 from .cache import ConfigEntry, ConfigStore, Lookup, now_iso
 from .case import TuneCase
-from .configs import as_dict, describe
+from .configs import as_dict, describe, validate
 from .devices import DeviceLock, identify
 from .errors import HelionTuneError, StrategyError
 from .jsonstore import locked, safe_filename
 from .options import Options
+from .report import describe_failures
 from .results import CaseResult
 from .strategies import USES_LLM, Progress, SearchOutcome, SearchProblem, Seed
 from .strategies import get as get_strategy
@@ -66,6 +70,28 @@ def _seed_source(entry: ConfigEntry, key: keys.CaseKey) -> str:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else "(no message)"
+
+
+PARTIAL_SEED = "cache: interrupted search (partial)"
+PARTIAL_TRIES = 5  # finished candidates re-checked after an interrupt, fastest first
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """Turns SIGTERM into KeyboardInterrupt while a search runs, so that a CI job being
+    cancelled stores what was found, as Ctrl-C does. Main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class TuneSession:
@@ -196,7 +222,9 @@ class TuneSession:
 
     def device_lock(self, device: keys.DeviceInfo) -> DeviceLock:
         """The lock of the physical GPU this process times on (one per host and GPU)."""
-        name = device.name
+        # The interpreter ranks nothing: its lock only keeps this run's own workers apart, never
+        # unrelated pytest sessions on the same host.
+        name = f"{device.name}-{os.environ.get('PYTEST_XDIST_TESTRUNUID', os.getpid())}"
         if not device.is_interpreter:
             identity = identify()
             name = identity.lock_name if identity is not None else device.label
@@ -209,8 +237,10 @@ class TuneSession:
         expected = case.expected(args)
         bound = case.kernel.bind(args)
         device = keys.device_for(args)
+        start = time.perf_counter()  # the plugin's own work: key, file reads, lookup
         key = keys.make_key(case.kernel, args, device)
         lookup = self.store.lookup(key)
+        result.overhead_ms += (time.perf_counter() - start) * 1e3
         result.kernel, result.key, result.key_id = key.kernel, key.as_dict(), key.short
         result.device = device.label
         result.stale = lookup.exact is None and bool(lookup.stale)
@@ -220,18 +250,27 @@ class TuneSession:
         )
 
     def _run_case(self, case: TuneCase, result: CaseResult) -> CaseOutcome:
-        start = time.perf_counter()
         run = self._prepare(case, result)
-        overhead = time.perf_counter() - start
         search_timer, final_timer = self._timers(run.device)
         result.timer = final_timer.name
         lock = self.device_lock(run.device)
 
         config: dict[str, Any]
-        wants_tune = self.options.tuning and (self.options.retune or run.lookup.exact is None)
+        compiled: Any = None
+        check: Any = None
+        exact = run.lookup.exact
+        invalid = self._config_problem(run, exact) if exact is not None else ""
+        if invalid:  # never run; a tuning run replaces it
+            exact = None
+            then = "tuning it again" if self.options.tuning else "Helion's default config runs"
+            self._note(result, f"{invalid}; {then}")
+        # A partial entry (an interrupted search) answers until a tuning run finishes it.
+        wants_tune = self.options.tuning and (self.options.retune or exact is None or exact.partial)
         if wants_tune:
             assert self.options.strategy is not None
             result.origin, result.strategy = "tuned", self.options.strategy
+            # The claim is held until the result is stored, so that a worker waiting for this
+            # key finds the entry when it gets the claim.
             with self._claim(run) as fresh:
                 if fresh is not None:  # another worker tuned this key while we waited
                     config = fresh.config
@@ -241,35 +280,34 @@ class TuneSession:
                         config = self._tune(run, search_timer, lock).config
                     except StrategyError as exc:
                         return self._no_accurate_config(run, exc)
-        elif run.lookup.exact is not None:
-            config = run.lookup.exact.config
-            result.origin, result.strategy = "cache", run.lookup.exact.strategy
+                    result.config = config
+                    compiled, check = self._check(run, config, store=True)
+        elif exact is not None:
+            config = exact.config
+            result.origin, result.strategy = "cache", exact.strategy
+            result.partial = exact.partial
         else:
             config = as_dict(run.bound.config_spec.default_config())
             result.origin = "default"
             if self.options.strict:
-                why = f"stale entry ({result.stale_reason})" if result.stale else "no cache entry"
                 result.verdict = "error"
-                result.message = (
-                    f"{case.nodeid}: {why} for {run.key.kernel} [{run.key.specialization}] on "
-                    f"{run.key.device} (--helion-strict); run pytest --helion-tune to tune it"
-                )
+                if invalid:
+                    result.message = f"{case.nodeid}: {invalid} (--helion-strict)"
+                else:
+                    why = (
+                        f"stale entry ({result.stale_reason})" if result.stale else "no cache entry"
+                    )
+                    result.message = (
+                        f"{case.nodeid}: {why} for {run.key.kernel} [{run.key.specialization}] on "
+                        f"{run.key.device} (--helion-strict); run pytest --helion-tune to tune it"
+                    )
         result.config = config
-
-        compiled = self._compile(run.bound, config, case.nodeid)
-        check = compare(compiled(*run.args), run.expected, run.tolerance)
-        if not check.ok:
-            result.verdict = "inaccurate"
-            result.message = f"{case.nodeid}: {result.origin} config is inaccurate: {check.message}"
-        else:
-            if wants_tune:  # only an accurate config is ever stored
-                write_start = time.perf_counter()
-                self._store(run, config)
-                overhead += time.perf_counter() - write_start
+        if not wants_tune:
+            compiled, check = self._check(run, config, store=False)
+        if check.ok:
             with lock.held() as waited:
                 result.lock_wait_s += waited
                 self._gate(run, final_timer, compiled, config)
-        result.overhead_ms = overhead * 1e3
         tuned = TunedKernel(
             nodeid=case.nodeid,
             kernel=case.kernel,
@@ -281,7 +319,44 @@ class TuneSession:
         )
         return CaseOutcome(result, tuned)
 
+    def _check(self, run: CaseRun, config: dict[str, Any], *, store: bool) -> tuple[Any, Any]:
+        """Compiles ``config``, compares its output with the reference, and stores it if asked
+        and accurate: a wrong config is never stored."""
+        compiled = self._compile(run.bound, config, run.case.nodeid)
+        check = compare(compiled(*run.args), run.expected, run.tolerance)
+        result = run.result
+        if not check.ok:
+            result.verdict = "inaccurate"
+            result.message = (
+                f"{run.case.nodeid}: {result.origin} config is inaccurate: {check.message}"
+            )
+        elif store:
+            start = time.perf_counter()
+            self._store(run, config)
+            result.overhead_ms += (time.perf_counter() - start) * 1e3
+        return compiled, check
+
     # -- steps ----------------------------------------------------------------
+
+    def _config_problem(self, run: CaseRun, entry: ConfigEntry) -> str:
+        """Why the config of a cache entry fails Helion's own config spec, or "". A store file
+        is edited by hand and merged: nothing in it runs unchecked."""
+        try:
+            validate(run.bound, entry.config)
+        except Exception as exc:  # ValueError; a TypeError from helion.Config(**odd keys)
+            why = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+            return (
+                f"{self.store.path_for(entry.key.kernel)}: the entry for "
+                f"[{entry.key.specialization}] on {entry.key.device} holds an invalid config "
+                f"({why.strip().splitlines()[0] if why.strip() else type(exc).__name__})"
+            )
+        return ""
+
+    def _note(self, result: CaseResult, note: str) -> None:
+        """A note for the case and, once, for the summary."""
+        result.notes.append(note)
+        if note not in self.store.notes:
+            self.store.notes.append(note)
 
     @contextlib.contextmanager
     def _claim(self, run: CaseRun) -> Iterator[ConfigEntry | None]:
@@ -294,8 +369,11 @@ class TuneSession:
         )
         with locked(path):
             latest = self.store.lookup(run.key, fresh=True).exact
-            if latest is not None and (
-                not self.options.retune or latest.tuned_at >= self.started_at
+            if (
+                latest is not None
+                and not latest.partial
+                and (not self.options.retune or latest.tuned_at >= self.started_at)
+                and not self._config_problem(run, latest)
             ):
                 yield latest
                 return
@@ -355,17 +433,60 @@ class TuneSession:
                 f"{nodeid}: config does not compile ({type(exc).__name__}: {_first_line(exc)})"
             ) from exc
 
-    def _seeds(self, lookup: Lookup, key: keys.CaseKey) -> list[Seed]:
+    def _seeds(self, run: CaseRun) -> list[Seed]:
+        lookup, key = run.lookup, run.key
         ordered = sorted(
             lookup.seeds, key=lambda e: (e.latency_ms is None, e.key.device != key.device)
         )
-        return [Seed(e.config, _seed_source(e, key)) for e in ordered]
+        seeds = [Seed(e.config, _seed_source(e, key)) for e in ordered]
+        if lookup.exact is not None and lookup.exact.partial:  # resume where it was stopped
+            seeds.insert(0, Seed(lookup.exact.config, PARTIAL_SEED))
+        # Strategies drop seeds Helion rejects; a config that even breaks the check is
+        # dropped here, so that no file can stop a search.
+        usable = []
+        for seed in seeds:
+            try:
+                validate(run.bound, seed.config)
+            except ValueError:
+                pass
+            except Exception as exc:
+                self._note(run.result, f"seed from {seed.source} dropped: {type(exc).__name__}")
+                continue
+            usable.append(seed)
+        return usable
 
     def _log_path(self, nodeid: str) -> str | None:
         directory = self.log_dir()
         if directory is None:
             return None
         return str(directory / safe_filename(nodeid.replace("/", ".").replace("::", ".")))
+
+    @contextlib.contextmanager
+    def _search_log(self, nodeid: str) -> Iterator[Path]:
+        """The base path of the search's CSV logs: pytest's cache dir, else a temporary one that
+        outlives the search, so that an interrupted search can still be read."""
+        persistent = self._log_path(nodeid)
+        if persistent is None:
+            with tempfile.TemporaryDirectory(prefix="helion-tune-") as tmp:
+                yield Path(tmp) / "search"
+            return
+        base = Path(persistent)
+        # Helion appends to its logs: rows of an earlier run must not count as this one's.
+        for old in self._log_files(base, "*"):
+            with contextlib.suppress(OSError):
+                old.unlink()
+        yield base
+
+    @staticmethod
+    def _log_files(base: Path, suffix: str = "csv") -> list[Path]:
+        """The search's CSV logs: ``<base>.csv`` and the stages' ``<base>-<stage>.csv``."""
+        if not base.parent.is_dir():
+            return []
+        found = [
+            *base.parent.glob(f"{base.name}.{suffix}"),
+            *base.parent.glob(f"{base.name}-*.{suffix}"),
+        ]
+        return sorted(p for p in found if suffix != "csv" or not p.name.endswith(".sources.csv"))
 
     def _tune(self, run: CaseRun, timer: Timer | None, lock: DeviceLock) -> SearchOutcome:
         assert self.options.strategy is not None
@@ -384,23 +505,32 @@ class TuneSession:
             effort=self.options.effort,
             budget_s=self.options.budget_s,
             seed=self.options.seed,
-            seeds=self._seeds(run.lookup, run.key),
+            seeds=self._seeds(run),
             timer=timer,
             interpreter=interpreter.active(),
             progress=progress,
-            log_path=self._log_path(case.nodeid),
             llm=self.llm_client() if self.options.strategy in USES_LLM else None,
         )
         self.say(
             f"tuning {case.nodeid} with {strategy.name} ({run.key.specialization}; {run.key.device})"
         )
+        timeouts = timer.timeouts if timer is not None else 0
         # Compiling and timing interleave inside Helion's searches, so the whole search holds
         # the GPU: two workers timing on one GPU would corrupt each other's numbers.
-        with lock.held() as waited:
+        with (
+            self._search_log(case.nodeid) as log_base,
+            lock.held() as waited,
+            _sigterm_interrupts(),
+        ):
+            problem = dataclasses.replace(problem, log_path=str(log_base))
             result.lock_wait_s += waited
             start = time.perf_counter()
             try:
                 outcome = strategy.search(problem)
+            except KeyboardInterrupt:
+                result.tune_seconds = time.perf_counter() - start
+                self._store_partial(run, log_base)
+                raise
             except HelionTuneError:
                 raise
             except Exception as exc:
@@ -409,16 +539,75 @@ class TuneSession:
                 ) from exc
             result.tune_seconds = time.perf_counter() - start
         result.configs_tested = outcome.configs_tested
-        result.failures = outcome.failures
+        result.failures = dict(outcome.failures)
+        timeouts = timer.timeouts - timeouts if timer is not None else 0
+        if timeouts:
+            # Helion counts a candidate stopped by our deadline as a compile failure.
+            result.failures["timeout"] = timeouts
+            compile_failures = result.failures.get("compile", 0)
+            result.failures["compile"] = max(0, compile_failures - timeouts)
         result.trace = [dataclasses.asdict(p) for p in outcome.trace]
         result.candidates = list(outcome.candidates)
         result.seed_source = outcome.seed_source
         result.notes.extend(outcome.notes)
+        failed = describe_failures(result.failures)
         self.say(
-            f"tuned {case.nodeid}: {outcome.configs_tested} configs in {result.tune_seconds:.1f} s, "
-            f"best {describe(outcome.config)}"
+            f"tuned {case.nodeid}: {outcome.configs_tested} configs in {result.tune_seconds:.1f} s"
+            + (f", {failed}" if failed else "")
+            + f", best {describe(outcome.config)}"
         )
         return outcome
+
+    def _store_partial(self, run: CaseRun, log_base: Path) -> None:
+        """After Ctrl-C or SIGTERM mid-search: stores the fastest candidate that had finished,
+        re-checked against the reference (never a wrong one), marked partial. Never raises but
+        for a second interrupt, so that the first one still stops the run."""
+        case, result = run.case, run.result
+        stored = "no accurate candidate had finished; nothing was stored"
+        tested = 0
+        try:
+            paths = self._log_files(log_base)
+            rows = monitor.finished(paths)
+            tested = sum(monitor.read_csv(p)[0].tested for p in paths)
+            for ms, text in rows[:PARTIAL_TRIES]:
+                try:
+                    config = as_dict(validate(run.bound, monitor.config_from_repr(text)))
+                    compiled = self._compile(run.bound, config, case.nodeid)
+                    if not compare(compiled(*run.args), run.expected, run.tolerance).ok:
+                        continue
+                except Exception:  # a candidate that cannot run now is no candidate
+                    continue
+                entry = ConfigEntry(
+                    key=run.key,
+                    config=config,
+                    latency_ms=ms,
+                    strategy=result.strategy,
+                    configs_tested=tested,
+                    tune_seconds=result.tune_seconds,
+                    nodeid=case.nodeid,
+                    tuned_at=now_iso(),
+                    partial=True,
+                )
+                self.store.put(entry)
+                result.config, result.partial, result.stored_entry = config, True, entry.to_json()
+                stored = (
+                    f"the best accurate config of {tested} tested ({describe(config)}) is stored "
+                    "as partial; pytest --helion-tune resumes from it"
+                )
+                break
+        except Exception as exc:  # the interrupt must win over any trouble here
+            stored = f"nothing was stored ({type(exc).__name__}: {_first_line(exc)})"
+        note = f"{case.nodeid}: tuning interrupted; {stored}"
+        self.say(note)
+        self._note(result, note)
+        result.verdict, result.message, result.configs_tested = "skipped", note, tested
+        self.outcomes.setdefault(
+            case.nodeid,
+            CaseOutcome(
+                result,
+                TunedKernel(nodeid=case.nodeid, kernel=case.kernel, config=None, problem=note),
+            ),
+        )
 
     def _store(self, run: CaseRun, config: dict[str, Any]) -> None:
         result = run.result

@@ -437,3 +437,12 @@ def test_usage_errors(tmp_path: Path) -> None:
     assert no_store.stderr.strip() == "error: absent: no such cache directory"
     wrong = cli("export", "--out", "x", "--cache-dir", str(v1(tmp_path / "s")), cwd=tmp_path)
     assert "use it with --format json" in wrong.stderr
+
+
+def test_check_source_never_imports_modules_outside_the_project(tmp_path: Path) -> None:
+    # A crafted store file naming a standard-library module must not make the CLI import it.
+    build(tmp_path / ".helion-tune", entry(kernel="antigravity.fly"), entry(kernel="this.zen"))
+    done = cli("list", "--check-source", cwd=tmp_path)
+    assert "module antigravity is not part of the project" in done.stderr
+    assert "module this is not part of the project" in done.stderr
+    assert "The Zen of Python" not in done.stdout + done.stderr  # `import this` prints it
