@@ -7,14 +7,28 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 from . import jsonstore
 
 BASELINES_DIR = "baselines"
 _IDENTITY = ("nodeid", "specialization", "device")  # also the file order
+_KNOWN = frozenset(
+    (
+        "nodeid",
+        "specialization",
+        "device",
+        "latency_ms",
+        "eager_ms",
+        "ratio",
+        "samples",
+        "noise",
+        "source_hash",
+        "config",
+        "toolchain",
+        "recorded_at",
+    )
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,45 +153,20 @@ def _identity(doc: Any) -> tuple[str, ...]:
     return tuple(str(doc.get(f)) for f in _IDENTITY)
 
 
-def sort_entries(entries: Iterable[Any]) -> list[Any]:
-    """A stable order (case, shape, device), so that a file's diff shows only what changed."""
-    return sorted(entries, key=_identity)
-
-
-class BaselineStore:
+class BaselineStore(jsonstore.KernelFiles[BaselineEntry]):
     """Reads and writes ``<root>/baselines/<kernel>.json``; safe across processes.
 
     ``get`` answers only for the same case, specialization and device: a baseline recorded
     at another shape or on another GPU (or under the CPU interpreter) is never compared.
     """
 
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
-        self.notes: list[str] = []  # damaged files and skipped entries, for the summary
-        self._docs: dict[str, jsonstore.Document | None] = {}
+    subdir = BASELINES_DIR
 
-    def path_for(self, kernel: str) -> Path:
-        return self.root / BASELINES_DIR / f"{jsonstore.safe_filename(kernel)}.json"
+    def parse_entry(self, kernel: str, raw: Any) -> BaselineEntry:
+        return BaselineEntry.from_json(raw)
 
-    def _document(self, kernel: str, *, fresh: bool = False) -> jsonstore.Document | None:
-        if fresh or kernel not in self._docs:
-            self._docs[kernel] = jsonstore.read(self.path_for(kernel), self.notes)
-        return self._docs[kernel]
-
-    def entries(self, kernel: str, *, fresh: bool = False) -> list[BaselineEntry]:
-        """Every valid entry of ``kernel``; invalid ones are noted, skipped and kept in the file."""
-        doc = self._document(kernel, fresh=fresh)
-        if doc is None:
-            return []
-        out = []
-        for index, raw in enumerate(doc["entries"]):
-            try:
-                out.append(BaselineEntry.from_json(raw))
-            except ValueError as exc:
-                note = f"{self.path_for(kernel)}: entry {index} skipped ({exc}); it is kept in the file"
-                if note not in self.notes:
-                    self.notes.append(note)
-        return out
+    def identity(self, raw: Any) -> tuple[str, ...]:
+        return _identity(raw)
 
     def get(
         self, kernel: str, case: str, specialization: str, device: str, *, fresh: bool = False
@@ -191,18 +180,4 @@ class BaselineStore:
 
     def put(self, kernel: str, entry: BaselineEntry) -> None:
         """Adds or replaces the entry with the same case, shape and device; keeps every other entry."""
-        new = entry.to_json()
-
-        def merge(doc: jsonstore.Document | None) -> jsonstore.Document:
-            # Re-read under the lock: another worker may have written its cases meanwhile.
-            entries = [e for e in (doc or {}).get("entries", []) if _identity(e) != _identity(new)]
-            entries.append(new)
-            return {"schema": jsonstore.SCHEMA, "kernel": kernel, "entries": sort_entries(entries)}
-
-        self._docs[kernel] = jsonstore.update(self.path_for(kernel), merge, self.notes)
-
-    def kernels(self) -> list[str]:
-        directory = self.root / BASELINES_DIR
-        if not directory.is_dir():
-            return []
-        return sorted(p.stem for p in directory.glob("*.json"))
+        self.put_raw(kernel, entry.to_json(), _KNOWN)

@@ -9,7 +9,6 @@ import dataclasses
 import datetime
 import math
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 from . import jsonstore
@@ -170,35 +169,16 @@ class Lookup:
         return ", ".join(changes)
 
 
-class ConfigStore:
+class ConfigStore(jsonstore.KernelFiles[ConfigEntry]):
     """Reads and writes ``<root>/configs/<kernel>.json``; safe across processes."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.notes: list[str] = []  # damaged files and skipped entries, for the summary
-        self._docs: dict[str, jsonstore.Document | None] = {}
+    subdir = CONFIGS_DIR
 
-    def path_for(self, kernel: str) -> Path:
-        return self.root / CONFIGS_DIR / f"{jsonstore.safe_filename(kernel)}.json"
+    def parse_entry(self, kernel: str, raw: Any) -> ConfigEntry:
+        return ConfigEntry.from_json(kernel, raw)
 
-    def _document(self, kernel: str, *, fresh: bool = False) -> jsonstore.Document | None:
-        if fresh or kernel not in self._docs:
-            self._docs[kernel] = jsonstore.read(self.path_for(kernel), self.notes)
-        return self._docs[kernel]
-
-    def entries(self, kernel: str, *, fresh: bool = False) -> list[ConfigEntry]:
-        doc = self._document(kernel, fresh=fresh)
-        if doc is None:
-            return []
-        out = []
-        for index, raw in enumerate(doc["entries"]):
-            try:
-                out.append(ConfigEntry.from_json(kernel, raw))
-            except ValueError as exc:
-                note = f"{self.path_for(kernel)}: entry {index} skipped ({exc}); it is kept in the file"
-                if note not in self.notes:
-                    self.notes.append(note)
-        return out
+    def identity(self, raw: Any) -> tuple[str, ...]:
+        return _identity(raw) if isinstance(raw, dict) else ("~", repr(raw))
 
     def lookup(self, key: CaseKey, *, fresh: bool = False) -> Lookup:
         exact = None
@@ -217,28 +197,11 @@ class ConfigStore:
         return Lookup(exact, tuple(stale), tuple(related))
 
     def put(self, entry: ConfigEntry) -> None:
-        """Adds or replaces the entry with the same key, keeping every other entry as it was."""
-        kernel = entry.key.kernel
-        new = entry.to_json()
+        """Adds or replaces the entry with the same key, keeping every other entry as it was.
 
-        def merge(doc: jsonstore.Document | None) -> jsonstore.Document:
-            entries: list[Any] = []
-            replaced: list[dict[str, Any]] = []
-            for e in (doc or {}).get("entries", []):
-                same = isinstance(e, dict) and _identity(e) == _identity(new)
-                (replaced if same else entries).append(e)
-            # Fields this version does not know (a note added by hand, a newer plugin's) stay.
-            kept = {k: v for old in replaced for k, v in old.items() if k not in _KNOWN}
-            entries.append({**kept, **new})
-            return {"schema": jsonstore.SCHEMA, "kernel": kernel, "entries": sort_entries(entries)}
-
-        self._docs[kernel] = jsonstore.update(self.path_for(kernel), merge, self.notes)
-
-    def kernels(self) -> list[str]:
-        directory = self.root / CONFIGS_DIR
-        if not directory.is_dir():
-            return []
-        return sorted(p.stem for p in directory.glob("*.json"))
+        Fields this version does not know (a note added by hand, a newer plugin's) stay.
+        """
+        self.put_raw(entry.key.kernel, entry.to_json(), _KNOWN)
 
 
 def sort_entries(entries: Iterable[Any]) -> list[Any]:

@@ -6,6 +6,7 @@ Shared by the config store and the baseline store; of entries it knows only thei
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import datetime
 import json
@@ -13,9 +14,9 @@ import math
 import os
 import re
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from .errors import DamagedFileError, StoreError
 
@@ -371,3 +372,80 @@ def update(
         if before is None or dumps(before) != text:
             write_atomic(path, text)
         return after
+
+
+E = TypeVar("E")
+
+
+class KernelFiles(abc.ABC, Generic[E]):
+    """One document per kernel under ``<root>/<subdir>/``: cached reads, entries parsed from
+    untrusted JSON (bad ones noted and kept in the file), and merged, locked writes.
+
+    The config store and the baseline store differ only in their entries and identities.
+    """
+
+    subdir = ""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.notes: list[str] = []  # damaged files and skipped entries, for the summary
+        self._docs: dict[str, Document | None] = {}
+
+    @abc.abstractmethod
+    def parse_entry(self, kernel: str, raw: Any) -> E:
+        """One entry from JSON; ``ValueError`` naming the field when it is not one."""
+
+    @abc.abstractmethod
+    def identity(self, raw: Any) -> tuple[str, ...]:
+        """What makes two raw entries the same entry; also the order in the file."""
+
+    def path_for(self, kernel: str) -> Path:
+        return self.root / self.subdir / f"{safe_filename(kernel)}.json"
+
+    def _document(self, kernel: str, *, fresh: bool = False) -> Document | None:
+        if fresh or kernel not in self._docs:
+            self._docs[kernel] = read(self.path_for(kernel), self.notes)
+        return self._docs[kernel]
+
+    def entries(self, kernel: str, *, fresh: bool = False) -> list[E]:
+        """Every valid entry of ``kernel``; invalid ones are noted, skipped and kept in the file."""
+        doc = self._document(kernel, fresh=fresh)
+        if doc is None:
+            return []
+        out = []
+        for index, raw in enumerate(doc["entries"]):
+            try:
+                out.append(self.parse_entry(kernel, raw))
+            except ValueError as exc:
+                note = f"{self.path_for(kernel)}: entry {index} skipped ({exc}); it is kept in the file"
+                if note not in self.notes:
+                    self.notes.append(note)
+        return out
+
+    def sort_entries(self, entries: Iterable[Any]) -> list[Any]:
+        """A stable order, so that a file's diff shows only what changed."""
+        return sorted(entries, key=self.identity)
+
+    def put_raw(self, kernel: str, new: dict[str, Any], known: frozenset[str]) -> None:
+        """Adds or replaces the entry with ``new``'s identity, re-read under the lock (another
+        process may have written meanwhile); every other entry, and the fields of the replaced
+        one that this version does not know (``known``), stay."""
+        wanted = self.identity(new)
+
+        def merge(doc: Document | None) -> Document:
+            entries: list[Any] = []
+            replaced: list[dict[str, Any]] = []
+            for e in (doc or {}).get("entries", []):
+                same = isinstance(e, dict) and self.identity(e) == wanted
+                (replaced if same else entries).append(e)
+            kept = {k: v for old in replaced for k, v in old.items() if k not in known}
+            entries.append({**kept, **new})
+            return {"schema": SCHEMA, "kernel": kernel, "entries": self.sort_entries(entries)}
+
+        self._docs[kernel] = update(self.path_for(kernel), merge, self.notes)
+
+    def kernels(self) -> list[str]:
+        directory = self.root / self.subdir
+        if not directory.is_dir():
+            return []
+        return sorted(p.stem for p in directory.glob("*.json"))
