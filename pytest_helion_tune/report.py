@@ -71,7 +71,7 @@ def summary_lines(results: Sequence[CaseResult]) -> list[str]:
                 f"{r.tune_seconds:.1f}" if r.origin == "tuned" else "-",
                 _ms(r.latency_ms),
                 _ms(r.eager_ms),
-                f"{speedup:.2f}x" if speedup else "-",
+                f"{speedup:.2f}x" if speedup and r.device != "interpreter" else "-",
                 _ms(r.baseline_ms),
                 change,
                 r.verdict,
