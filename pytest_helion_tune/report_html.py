@@ -528,7 +528,7 @@ def _summary_table(results: Sequence[CaseResult]) -> str:
         latency, eager, base = _finite(r.latency_ms), _finite(r.eager_ms), _finite(r.baseline_ms)
         speedup = eager / latency if latency and eager else None
         change = (latency / base - 1) * 100 if latency and base else None
-        origin = (r.origin or "-") + (" (stale)" if r.stale else "")
+        origin = _origin(r)
 
         def num(value: float | None, text: str) -> str:
             return f'<td class="num" data-value="{_value_attr(value)}">{_e(text)}</td>'
@@ -590,7 +590,7 @@ def _case_section(
     verdict_class = _VERDICT_CLASS.get(r.verdict, "muted")
     meta = [
         ("kernel", r.kernel or "-"),
-        ("origin", (r.origin or "-") + (" (stale)" if r.stale else "")),
+        ("origin", _origin(r)),
         ("strategy", r.strategy or "-"),
         ("key", r.key_id or "-"),
         ("specialization", str(r.key.get("specialization", "-"))),
@@ -665,6 +665,12 @@ def _case_section(
 def _sorted(results: Sequence[CaseResult]) -> list[CaseResult]:
     # The order xdist workers finish in must not change the page: sort like the JSON report.
     return sorted(results, key=lambda r: (r.nodeid, r.strategy, r.key_id))
+
+
+def _origin(r: CaseResult) -> str:
+    """Where the config came from, flagged when stale or from an interrupted search."""
+    flags = [f for f, on in (("stale", r.stale), ("partial", r.partial)) if on]
+    return (r.origin or "-") + "".join(f" ({f})" for f in flags)
 
 
 def render_html(results: Sequence[CaseResult], header: Mapping[str, Any]) -> str:

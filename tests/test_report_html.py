@@ -673,3 +673,17 @@ def test_page_runs_in_headless_chromium(browser: DevTools, tmp_path: Path) -> No
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert png.stat().st_size > 10_000
     assert browser.errors() == []
+
+
+def test_partial_and_stale_origins_are_flagged() -> None:
+    from pytest_helion_tune.report_html import render_html
+    from pytest_helion_tune.results import CaseResult
+
+    page = render_html(
+        [
+            CaseResult(nodeid="t.py::test_a", origin="cache", partial=True),
+            CaseResult(nodeid="t.py::test_b", origin="default", stale=True),
+        ],
+        {},
+    )
+    assert "cache (partial)" in page and "default (stale)" in page
