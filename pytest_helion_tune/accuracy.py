@@ -9,6 +9,8 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
+from .errors import first_line
+
 # The same defaults torch.testing.assert_close uses, loosened for the reduced-precision
 # types whose kernels legitimately reorder reductions.
 _DEFAULTS: dict[str, tuple[float, float]] = {
@@ -81,7 +83,7 @@ def compare(actual: Any, expected: Any, tolerance: Tolerance) -> AccuracyResult:
         torch.testing.assert_close(actual, expected, atol=tolerance.atol, rtol=tolerance.rtol)
     except AssertionError as exc:
         max_abs, max_rel = _largest_error(_tensors(actual), _tensors(expected))
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "outputs differ"
+        first = first_line(exc, "outputs differ")
         return AccuracyResult(
             ok=False,
             max_abs_error=max_abs,

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from . import jsonstore
-from .key import CaseKey
+from .key import CaseKey, toolchain_changes
 
 CONFIGS_DIR = "configs"
 _IDENTITY = ("specialization", "device", "toolchain", "source_hash")  # also the file order
@@ -159,13 +159,9 @@ class Lookup:
         changes = []
         if entry.key.source_hash != key.source_hash:
             changes.append("kernel source edited")
-        old, new = entry.key.toolchain_dict, key.toolchain_dict
-        moved = [
-            f"{n} {old.get(n, '-')} -> {new.get(n, '-')}"
-            for n in sorted(set(old) | set(new))
-            if old.get(n) != new.get(n)
-        ]
-        changes.extend(moved)
+        moved = toolchain_changes(entry.key.toolchain_dict, key.toolchain_dict)
+        if moved:
+            changes.append(moved)
         return ", ".join(changes)
 
 

@@ -19,6 +19,7 @@ from typing import Any, TextIO
 from . import jsonstore
 from .cache import CONFIGS_DIR, ConfigEntry, sort_entries
 from .errors import HelionTuneError, StoreError
+from .key import toolchain_changes
 
 BASELINES_DIR = "baselines"  # the baseline store's folder; its module is not imported here
 DEFAULT_CACHE_DIR = ".helion-tune"
@@ -214,14 +215,6 @@ def _age_days(tuned_at: str, now: datetime.datetime) -> float | None:
     return max(0.0, (now - when).total_seconds() / 86400)
 
 
-def _moves(old: dict[str, str], new: dict[str, str]) -> str:
-    return ", ".join(
-        f"{n} {old.get(n, '-')} -> {new.get(n, '-')}"
-        for n in sorted(set(old) | set(new))
-        if old.get(n) != new.get(n)
-    )
-
-
 def statuses(
     doc: KernelDoc,
     installed: dict[str, str] | None,
@@ -257,7 +250,7 @@ def statuses(
             if latest.source_hash != key.source_hash:
                 parts.append("kernel source edited")
             if latest.toolchain != key.toolchain:
-                parts.append(_moves(key.toolchain_dict, latest.toolchain_dict))
+                parts.append(toolchain_changes(key.toolchain_dict, latest.toolchain_dict))
             reason = "superseded: " + "; ".join(parts)
         out.append(
             Status(
@@ -516,7 +509,7 @@ def _key_changes(old: ConfigEntry, new: ConfigEntry) -> list[str]:
     if old.key.source_hash != new.key.source_hash:
         parts.append(f"source {old.key.source_hash} -> {new.key.source_hash}")
     if old.key.toolchain != new.key.toolchain:
-        parts.append(_moves(old.key.toolchain_dict, new.key.toolchain_dict))
+        parts.append(toolchain_changes(old.key.toolchain_dict, new.key.toolchain_dict))
     return parts
 
 
@@ -734,7 +727,9 @@ def cmd_prune(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                 why = f"{status.stale}; {_age_text(age)} old"
             elif ns.toolchain_not_installed and status.installed is False:
                 assert installed is not None
-                why = "toolchain not installed here: " + _moves(entry.key.toolchain_dict, installed)
+                why = "toolchain not installed here: " + toolchain_changes(
+                    entry.key.toolchain_dict, installed
+                )
             if why:
                 plan.setdefault(kernel, []).append((entry, why))
     total = sum(len(v) for v in plan.values())

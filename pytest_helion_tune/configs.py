@@ -10,6 +10,8 @@ import hashlib
 import json
 from typing import Any
 
+from .errors import first_line
+
 JSONScalar = str | int | float | bool | None
 
 
@@ -49,7 +51,7 @@ def validate(bound: Any, config: Any) -> Any:
         candidate = helion.Config(**copy.deepcopy(config))
         bound.config_spec.normalize(candidate)
     except Exception as exc:  # InvalidConfig, AssertionError, KeyError; TypeError for odd keys
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = first_line(exc)
         raise ValueError(text[:300]) from None
     return candidate
 

@@ -6,6 +6,12 @@ Every message names what it is about (the test, option or file) in one line.
 from __future__ import annotations
 
 
+def first_line(exc: BaseException, default: str = "") -> str:
+    """The first line of an exception's message (Helion's run to pages), or ``default``."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else (default or type(exc).__name__)
+
+
 class HelionTuneError(Exception):
     """Base of every error this package raises on purpose."""
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .baselines import BaselineEntry
+from .key import toolchain_changes
 from .timing import CudaTimer, Fn, Timer
 
 DEFAULT_TOLERANCE = 0.05
@@ -378,14 +379,9 @@ def what_changed(
     parts = []
     if source_hash != baseline.source_hash:
         parts.append("kernel source edited")
-    old, new = dict(baseline.toolchain), dict(toolchain)
-    moved = [
-        f"{name} {old.get(name, '-')} -> {new.get(name, '-')}"
-        for name in sorted(set(old) | set(new))
-        if old.get(name) != new.get(name)
-    ]
+    moved = toolchain_changes(dict(baseline.toolchain), dict(toolchain))
     if moved:
-        parts.append(", ".join(moved))
+        parts.append(moved)
     if config is not None and dict(config) != baseline.config:
         parts.append("config changed")
     return "; ".join(parts)

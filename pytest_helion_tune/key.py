@@ -11,7 +11,7 @@ import hashlib
 import importlib.metadata
 import inspect
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 INTERPRETER_DEVICE = "interpreter"
@@ -124,6 +124,15 @@ def specialization(kernel: Any, args: Sequence[Any]) -> str:
         name = names[i] if i < len(names) else f"arg{i}"
         parts.append(f"{name}={_describe(value, static)}")
     return " ".join(parts)
+
+
+def toolchain_changes(old: Mapping[str, str], new: Mapping[str, str]) -> str:
+    """Which package versions moved, e.g. ``"triton 3.5.0 -> 3.6.0, torch 2.9.0 -> 2.11.0"``."""
+    return ", ".join(
+        f"{n} {old.get(n, '-')} -> {new.get(n, '-')}"
+        for n in sorted(set(old) | set(new))
+        if old.get(n) != new.get(n)
+    )
 
 
 @functools.cache

@@ -25,7 +25,7 @@ from .cache import ConfigEntry, ConfigStore, Lookup, now_iso
 from .case import TuneCase
 from .configs import as_dict, describe, validate
 from .devices import DeviceLock, identify
-from .errors import HelionTuneError, StrategyError
+from .errors import HelionTuneError, StrategyError, first_line
 from .jsonstore import locked, safe_filename
 from .options import Options
 from .report import describe_failures
@@ -65,11 +65,6 @@ def _seed_source(entry: ConfigEntry, key: keys.CaseKey) -> str:
     if entry.key.device != key.device:
         return "cache: other device"
     return "cache: other shape"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else "(no message)"
 
 
 PARTIAL_SEED = "cache: interrupted search (partial)"
@@ -205,7 +200,9 @@ class TuneSession:
             result.verdict, result.message = "error", str(exc)
         except Exception as exc:  # a bug or a kernel crash must cost one case, not the session
             result.verdict = "error"
-            result.message = f"{item.nodeid}: {type(exc).__name__}: {_first_line(exc)}"
+            result.message = (
+                f"{item.nodeid}: {type(exc).__name__}: {first_line(exc, '(no message)')}"
+            )
         return CaseOutcome(
             result,
             TunedKernel(nodeid=item.nodeid, kernel=kernel, config=None, problem=result.message),
@@ -343,12 +340,11 @@ class TuneSession:
         is edited by hand and merged: nothing in it runs unchecked."""
         try:
             validate(run.bound, entry.config)
-        except Exception as exc:  # ValueError; a TypeError from helion.Config(**odd keys)
-            why = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+        except ValueError as exc:  # validate turns every rejection into one
             return (
                 f"{self.store.path_for(entry.key.kernel)}: the entry for "
                 f"[{entry.key.specialization}] on {entry.key.device} holds an invalid config "
-                f"({why.strip().splitlines()[0] if why.strip() else type(exc).__name__})"
+                f"({first_line(exc)})"
             )
         return ""
 
@@ -430,7 +426,7 @@ class TuneSession:
             return bound.compile_config(helion.Config(**config), allow_print=False)
         except Exception as exc:
             raise HelionTuneError(
-                f"{nodeid}: config does not compile ({type(exc).__name__}: {_first_line(exc)})"
+                f"{nodeid}: config does not compile ({type(exc).__name__}: {first_line(exc, '(no message)')})"
             ) from exc
 
     def _seeds(self, run: CaseRun) -> list[Seed]:
@@ -535,7 +531,7 @@ class TuneSession:
                 raise
             except Exception as exc:
                 raise StrategyError(
-                    f"{case.nodeid}: strategy {strategy.name} failed: {type(exc).__name__}: {_first_line(exc)}"
+                    f"{case.nodeid}: strategy {strategy.name} failed: {type(exc).__name__}: {first_line(exc, '(no message)')}"
                 ) from exc
             result.tune_seconds = time.perf_counter() - start
         result.configs_tested = outcome.configs_tested
@@ -596,7 +592,7 @@ class TuneSession:
                 )
                 break
         except Exception as exc:  # the interrupt must win over any trouble here
-            stored = f"nothing was stored ({type(exc).__name__}: {_first_line(exc)})"
+            stored = f"nothing was stored ({type(exc).__name__}: {first_line(exc, '(no message)')})"
         note = f"{case.nodeid}: tuning interrupted; {stored}"
         self.say(note)
         self._note(result, note)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import ConfigNotApplicable
+from .errors import ConfigNotApplicable, first_line
 
 
 class TunedKernel:
@@ -49,7 +49,7 @@ class TunedKernel:
         try:
             fn = bound.compile_config(helion.Config(**self.config), allow_print=False)
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise ConfigNotApplicable(
                 f"{self.nodeid}: the tuned config does not compile for these arguments "
                 f"({type(exc).__name__}: {first}); add a @tune_case for this shape"
