@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import math
 import os
 import random
 import statistics
@@ -106,20 +105,21 @@ def _env(**values: str) -> Iterator[None]:
                 os.environ[k] = v
 
 
-def _ranked(path: Path) -> list[tuple[float, str]]:
-    """(perf, config id) of every finished candidate in a Helion CSV log, fastest first."""
-    import csv
+def _best(base: Path, count: int) -> list[Any]:
+    """The ``count`` fastest distinct configs that finished accurate in a search's CSV log."""
+    import helion
 
-    rows: dict[str, float] = {}
-    with contextlib.suppress(FileNotFoundError), path.open(newline="") as handle:
-        for row in csv.reader(handle):
-            if len(row) < 6 or row[0] == "run_id" or row[4] == "started" or not row[5]:
-                continue
-            with contextlib.suppress(ValueError):
-                perf = float(row[5])
-                if math.isfinite(perf):
-                    rows[row[2]] = min(perf, rows.get(row[2], math.inf))
-    return sorted((perf, cid) for cid, perf in rows.items())
+    out: list[Any] = []
+    seen: set[str] = set()
+    for _ms, text in monitor.finished([base.with_suffix(".csv")]):
+        if len(out) >= count:
+            break
+        if text in seen:
+            continue
+        seen.add(text)
+        with contextlib.suppress(ValueError, TypeError):  # a row Helion's Config would not take
+            out.append(helion.Config(**monitor.config_from_repr(text)))
+    return out
 
 
 class SeededSearch:
@@ -166,8 +166,7 @@ class SeededSearch:
                 self._run_helion(
                     problem, "FiniteSearch", {"configs": probe_configs}, probe_log, outcome, 0.0
                 )
-            ranked = _ranked(probe_log.with_suffix(".csv"))
-            contenders = [default, *self._configs_by_id(probe_log, [c for _p, c in ranked[:3]])]
+            contenders = [default, *_best(probe_log, 3)]
             times = self._retime(problem, timer, contenders, rounds)
             best = min(range(len(contenders)), key=lambda i: times[i])
             gain = times[0] / times[best] - 1 if times[best] > 0 else 0.0
@@ -189,7 +188,7 @@ class SeededSearch:
                 return outcome
 
             lfbo_log = base.with_name(base.name + "-lfbo")
-            pinned = self._configs_by_id(probe_log, [c for _p, c in ranked[:5]])
+            pinned = _best(probe_log, 5)
             kwargs: dict[str, Any] = {
                 "copies": int(trim.get("copies", 2)),
                 "max_generations": int(
@@ -215,9 +214,7 @@ class SeededSearch:
                 lfbo_best = self._run_helion(
                     problem, "LFBOTreeSearch", kwargs, lfbo_log, outcome, elapsed
                 )
-            top = self._configs_by_id(
-                lfbo_log, [c for _p, c in _ranked(lfbo_log.with_suffix(".csv"))[:4]]
-            )
+            top = _best(lfbo_log, 4)
             seen = {_canonical_id(c) for c in final_pool}
             for config in [lfbo_best, *top]:
                 if _canonical_id(config) not in seen:
@@ -280,27 +277,6 @@ class SeededSearch:
         return best
 
     @staticmethod
-    def _configs_by_id(base: Path, ids: Sequence[str]) -> list[Any]:
-        """Reads configs back from Helion's CSV (its ``config`` column is a ``Config(...)`` repr)."""
-        import csv
-
-        import helion
-
-        wanted = set(ids)
-        found: dict[str, Any] = {}
-        with (
-            contextlib.suppress(FileNotFoundError),
-            base.with_suffix(".csv").open(newline="") as handle,
-        ):
-            for row in csv.reader(handle):
-                if len(row) >= 8 and row[2] in wanted and row[2] not in found:
-                    text = row[7]
-                    if text.startswith("Config(") and text.endswith(")"):
-                        with contextlib.suppress(Exception):
-                            found[row[2]] = helion.Config(**_parse_kwargs(text[7:-1]))
-        return [found[i] for i in ids if i in found]
-
-    @staticmethod
     def _retime(
         problem: SearchProblem, timer: Timer, configs: Sequence[Any], rounds: int
     ) -> list[float]:
@@ -312,13 +288,3 @@ class SeededSearch:
             fns.append(lambda c=compiled: c(*args))
         samples = timer.interleaved(fns, ["candidate"] * len(fns), rounds)
         return [statistics.median(s) for s in samples]
-
-
-def _parse_kwargs(text: str) -> dict[str, Any]:
-    """Parses ``a=[1, 2], b='x', c=None`` (a Config repr body) without eval: only literals."""
-    import ast
-
-    call = ast.parse(f"f({text})", mode="eval").body
-    if not isinstance(call, ast.Call):
-        raise ValueError("not a call")
-    return {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords if kw.arg is not None}
