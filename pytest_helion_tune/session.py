@@ -219,15 +219,15 @@ class TuneSession:
 
     def device_lock(self, device: keys.DeviceInfo) -> DeviceLock:
         """The lock of the physical GPU this process times on (one per host and GPU)."""
-        # The interpreter ranks nothing: its lock only keeps this run's own workers apart, never
-        # unrelated pytest sessions on the same host.
-        name = f"{device.name}-{os.environ.get('PYTEST_XDIST_TESTRUNUID', os.getpid())}"
-        if not device.is_interpreter:
-            identity = identify()
-            name = identity.lock_name if identity is not None else device.label
-        if name not in self._locks:
-            self._locks[name] = DeviceLock(name)
-        return self._locks[name]
+        if device.label not in self._locks:
+            # The interpreter ranks nothing: its lock only keeps this run's own workers apart,
+            # never unrelated pytest sessions on the same host.
+            name = f"{device.name}-{os.environ.get('PYTEST_XDIST_TESTRUNUID', os.getpid())}"
+            if not device.is_interpreter:
+                identity = identify()
+                name = identity.lock_name if identity is not None else device.label
+            self._locks[device.label] = DeviceLock(name)
+        return self._locks[device.label]
 
     def _prepare(self, case: TuneCase, result: CaseResult) -> CaseRun:
         args = case.make_inputs()
