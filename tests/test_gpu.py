@@ -70,7 +70,7 @@ def test_tune_then_read_on_the_gpu(pytester: pytest.Pytester) -> None:
     pytester.makeini("[pytest]\naddopts = -p no:cacheprovider\n")
     report = pytester.path / "report.json"
     tuned = pytester.runpytest_subprocess(
-        "--helion-tune=seeded", "--helion-budget=60", f"--helion-report={report}"
+        "--helion-tune=seeded", "--helion-budget=20", f"--helion-report={report}"
     )
     tuned.assert_outcomes(passed=2)
     import json

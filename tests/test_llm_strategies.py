@@ -424,3 +424,58 @@ def test_record_then_replay_gives_the_same_proposals(
     (cassette,) = (tmp_path / "cassettes").glob("*.json")
     record = json.loads(cassette.read_text())
     assert record["reply"] == MESSY_REPLY and record["provider"] == "openai-chat"
+
+
+# -- seeded: the probe under a budget ------------------------------------------------------
+
+
+def test_seeded_probe_is_benchmarked_in_full_under_any_budget(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Helion compiles a batch before benchmarking it and checks its budget between benchmarks:
+    a budget spent while the probe compiles (15 s on an H100 for 26 configs) once left the probe
+    benchmarking only the default. The probe now runs with Helion's budget off."""
+    from helion.autotuner import search_algorithms
+
+    finite = search_algorithms["FiniteSearch"]
+    seen: list[tuple[Any, int]] = []
+
+    class Spy(finite):  # type: ignore[misc,valid-type]
+        def __init__(self, bound: Any, args: Any, configs: Any = None, **kw: Any) -> None:
+            seen.append((bound.settings.autotune_budget_seconds, len(configs)))
+            super().__init__(bound, args, configs, **kw)
+
+    monkeypatch.setitem(search_algorithms, "FiniteSearch", Spy)
+    problem = add_problem(None, budget_s=0.5)
+    outcome = seeded.SeededSearch().search(problem)
+    assert_runs(problem, outcome)
+    assert seen and seen[0][0] is None, seen
+    assert outcome.configs_tested == seen[0][1], (outcome.configs_tested, seen)
+    assert "stopped after the probe" in outcome.notes[-1]
+    assert problem.bound.settings.autotune_budget_seconds != 0.5  # restored afterwards
+
+
+@pytest.mark.parametrize(
+    ("budget_s", "warm", "expected"),
+    [
+        (None, False, seeded.PROBE_NEIGHBOURS),
+        (None, True, seeded.PROBE_NEIGHBOURS_WARM),
+        (15.0, False, 15),
+        (15.0, True, 15),
+        (3.0, False, seeded.PROBE_NEIGHBOURS_MIN),
+        (600.0, False, seeded.PROBE_NEIGHBOURS),
+    ],
+)
+def test_seeded_probe_size_follows_the_budget(
+    budget_s: float | None, warm: bool, expected: int
+) -> None:
+    x = torch.randn(256)
+    problem = SearchProblem(
+        kernel=add,
+        bound=add.bind((x, x)),
+        args=(x, x),
+        reference=lambda a, b: a + b,
+        tolerance=Tolerance(atol=1e-5, rtol=1e-5),
+        budget_s=budget_s,
+    )
+    assert seeded.probe_size(problem, warm) == expected

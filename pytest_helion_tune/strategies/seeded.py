@@ -4,7 +4,11 @@ decides in seconds whether anything beats the default; only then a short, seeded
 Rules (stated, not tuned per kernel):
 1. Probe: Helion benchmarks the default config, every usable seed (cache entries, LLM
    proposals) and the radius-1 pattern neighbours of the best-known start (one field changed,
-   or two block sizes), capped and sampled with the search seed.
+   or two block sizes), capped and sampled with the search seed. The probe is benchmarked in
+   full: Helion's budget check is off inside it, since Helion compiles the whole batch first and
+   a budget that runs out during compilation would leave it benchmarking one config. Instead a
+   budget sizes it: at most one neighbour per second of budget (``PROBE_NEIGHBOURS_PER_S``),
+   never fewer than ``PROBE_NEIGHBOURS_MIN``.
 2. Early stop: the probe's best three and the default are re-timed interleaved on the common
    timer. Unless one beats the default by at least ``GAIN_TO_CONTINUE`` (1.5%, above the
    re-timing noise), the search stops here and returns the faster of the default and that best.
@@ -41,6 +45,9 @@ MIN_IMPROVEMENT = 0.005
 PATIENCE = 1
 PROBE_NEIGHBOURS = 40  # cold: around the default config
 PROBE_NEIGHBOURS_WARM = 24  # warm: around the best seed, which is usually close already
+# H100, 16 cores: the probe compiled 26-41 configs in 15-23 s (benchmarks/results/evidence_h100/).
+PROBE_NEIGHBOURS_PER_S = 1.0
+PROBE_NEIGHBOURS_MIN = 8
 RETIME_ROUNDS = 7
 
 # Under the interpreter timings rank nothing: keep every stage to a handful of candidates.
@@ -52,6 +59,16 @@ _INTERPRETER = {
     "polish_rounds": 0,
     "rounds": 2,
 }
+
+
+def probe_size(problem: SearchProblem, warm: bool) -> int:
+    """How many neighbours the probe takes (rule 1 of the module docstring)."""
+    if problem.interpreter:
+        return int(_INTERPRETER["neighbours"])
+    cap = PROBE_NEIGHBOURS_WARM if warm else PROBE_NEIGHBOURS
+    if problem.budget_s is not None and problem.budget_s > 0:
+        cap = min(cap, max(PROBE_NEIGHBOURS_MIN, int(problem.budget_s * PROBE_NEIGHBOURS_PER_S)))
+    return cap
 
 
 def _canonical_id(config: Any) -> str:
@@ -146,16 +163,16 @@ class SeededSearch:
 
         with log_path(problem) as base:
             probe_log = base.with_name(base.name + "-probe")
-            local = SearchProblem(**{**problem.__dict__, "log_path": str(probe_log)})
+            local = SearchProblem(
+                **{**problem.__dict__, "log_path": str(probe_log), "budget_s": None}
+            )
             with prepared(local, []) as settings:
                 default = problem.bound.config_spec.default_config()
                 known: dict[str, Any] = {_canonical_id(default): default}
                 for _seed, config in seeds:
                     known.setdefault(_canonical_id(config), config)
                 start_config = seeds[0][1] if seeds else default
-                cap = int(
-                    trim.get("neighbours", PROBE_NEIGHBOURS_WARM if seeds else PROBE_NEIGHBOURS)
-                )
+                cap = probe_size(problem, bool(seeds))
                 neighbours = pattern_neighbours(problem.bound, start_config, settings)
                 random.Random(problem.seed).shuffle(neighbours)
                 for config in neighbours:
