@@ -8,6 +8,8 @@ import statistics
 import pytest
 
 torch = pytest.importorskip("torch")
+helion = pytest.importorskip("helion")
+hl = pytest.importorskip("helion.language")
 
 pytestmark = [
     pytest.mark.gpu,
@@ -16,6 +18,16 @@ pytestmark = [
         reason="needs a CUDA GPU (and no Triton interpreter)",
     ),
 ]
+
+
+@helion.kernel(static_shapes=True)
+def copy_kernel(x: torch.Tensor) -> torch.Tensor:
+    """Module level, as Helion requires: a kernel defined in a test would capture ``hl``."""
+    out = torch.empty_like(x)
+    for tile in hl.tile(out.size()):
+        out[tile] = x[tile]
+    return out
+
 
 GPU_TESTS = """
 import pytest
@@ -44,20 +56,10 @@ def test_scale(tuned, n):
 
 def test_known_slower_config_times_slower() -> None:
     """The control of every timing claim: a config that must be slower is measured slower."""
-    import helion
-    import helion.language as hl
-
     from pytest_helion_tune.timing import CudaTimer
 
-    @helion.kernel(static_shapes=True)
-    def copy(x: torch.Tensor) -> torch.Tensor:
-        out = torch.empty_like(x)
-        for tile in hl.tile(out.size()):
-            out[tile] = x[tile]
-        return out
-
     x = torch.randn(1 << 24, device="cuda", dtype=torch.float16)
-    bound = copy.bind((x,))
+    bound = copy_kernel.bind((x,))
     fast = bound.compile_config(helion.Config(block_sizes=[1024], num_warps=4), allow_print=False)
     slow = bound.compile_config(helion.Config(block_sizes=[32], num_warps=1), allow_print=False)
     samples = CudaTimer().interleaved([lambda: fast(x), lambda: slow(x)], ["fast", "slow"], 5)
@@ -85,30 +87,38 @@ def test_tune_then_read_on_the_gpu(pytester: pytest.Pytester) -> None:
     assert all(c["overhead_ms"] < 50 for c in cases), [c["overhead_ms"] for c in cases]
 
 
-def test_xdist_workers_pinned_to_gpus(pytester: pytest.Pytester) -> None:
+@pytest.mark.parametrize("workers", [2, 4])
+def test_xdist_workers_pinned_to_gpus(pytester: pytest.Pytester, workers: int) -> None:
     pytester.makepyfile(
-        test_pin="""
+        test_pin=f"""
 import os
 import pytest
+WORKERS = {workers}
 
-@pytest.mark.parametrize("i", range(4))
+@pytest.mark.parametrize("i", range(WORKERS * 2))
 def test_where(i):
     import torch
     props = torch.cuda.get_device_properties(0)
+    pci = "%04x:%02x:%02x" % (props.pci_domain_id, props.pci_bus_id, props.pci_device_id)
     with open(os.environ["PIN_LOG"], "a") as log:
         log.write(" ".join(["PIN", os.environ["PYTEST_XDIST_WORKER"], os.environ["CUDA_VISIBLE_DEVICES"],
-                            str(getattr(props, "pci_bus_id", "?")), str(torch.cuda.device_count())]) + "\\n")
+                            pci, str(props.uuid), str(torch.cuda.device_count())]) + "\\n")
 """
     )
     log = pytester.path / "pin.log"
     os.environ["PIN_LOG"] = str(log)
-    result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=4)
+    result = pytester.runpytest_subprocess("-n", str(workers), "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=workers * 2)
     visible = torch.cuda.device_count()
     lines = log.read_text().splitlines()
-    assert len(lines) == 4
+    assert len(lines) == workers * 2
     print("\n".join(lines))  # the committed GPU log shows each worker's GPU
+    gpu_of: dict[str, set[tuple[str, str]]] = {}
     for line in lines:
-        _, worker, cvd, _pci, count = line.split()
+        _, worker, cvd, pci, uuid, count = line.split()
         assert count == "1", line
         assert cvd == str(int(worker[2:]) % visible), line
+        gpu_of.setdefault(cvd, set()).add((pci, uuid))
+    # one physical GPU per CUDA_VISIBLE_DEVICES value, and a different one for each value
+    assert all(len(ids) == 1 for ids in gpu_of.values()), gpu_of
+    assert len({next(iter(ids)) for ids in gpu_of.values()}) == len(gpu_of), gpu_of
