@@ -155,6 +155,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--seed", type=int, default=0, help="search seed (inputs always use seed 0)")
     p.add_argument(
+        "--git-commit",
+        default=None,
+        help="the commit to record (default: git rev-parse HEAD; a copied tree's .git can be stale)",
+    )
+    p.add_argument(
         "--archive",
         type=Path,
         default=None,
@@ -211,7 +216,7 @@ def _version(dist: str) -> str:
         return "absent"
 
 
-def environment(interpreter: bool) -> dict[str, Any]:
+def environment(interpreter: bool, git_commit: str | None = None) -> dict[str, Any]:
     import torch
 
     env: dict[str, Any] = {
@@ -220,7 +225,8 @@ def environment(interpreter: bool) -> dict[str, Any]:
         "triton": _version("triton"),
         "helion": _version("helion"),
         "cuda": str(torch.version.cuda or ""),
-        "git_commit": _git("rev-parse", "HEAD") or "unknown",
+        "git_commit": git_commit or _git("rev-parse", "HEAD") or "unknown",
+        "git_commit_source": "--git-commit" if git_commit else "git rev-parse (or unknown)",
         "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
         "source_digest": source_digest(),
         "interpreter": interpreter,
@@ -695,7 +701,7 @@ class Bench:
         self.seed: int = args.seed
         self.deadline: float | None = args.deadline_s
         self.command = shlex.join([Path(sys.executable).name, "benchmarks/run.py", *argv])
-        self.env = environment(self.interpreter)
+        self.env = environment(self.interpreter, args.git_commit)
         slug = "interpreter" if self.interpreter else device_slug(self.env["device"])
         self.results: Path = args.results_dir or ROOT / "benchmarks" / "results" / slug
         self.results.mkdir(parents=True, exist_ok=True)
