@@ -12,6 +12,7 @@ from typing import Any
 
 from .jsonstore import write_atomic
 from .results import CaseResult
+from .strategies.base import BUDGET_SPENT
 
 REPORT_SCHEMA = 1
 
@@ -104,6 +105,12 @@ def summary_lines(results: Sequence[CaseResult]) -> list[str]:
         failed = describe_failures(r.failures)
         if failed:
             lines.append(f"candidates of {_short_nodeid(r.nodeid)}: {failed}; the search went on")
+    for r in results:
+        lines.extend(
+            f"{_short_nodeid(r.nodeid)}: {note}"
+            for note in r.notes
+            if note.startswith(BUDGET_SPENT)
+        )
     for r in results:
         if r.stale and r.stale_reason:
             lines.append(f"stale: {_short_nodeid(r.nodeid)}: {r.stale_reason}")

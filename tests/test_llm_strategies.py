@@ -479,3 +479,45 @@ def test_seeded_probe_size_follows_the_budget(
         budget_s=budget_s,
     )
     assert seeded.probe_size(problem, warm) == expected
+
+
+# -- Helion's searches under a short budget ------------------------------------------------
+
+
+def test_budget_note_rule() -> None:
+    from pytest_helion_tune.strategies.base import FEW_CONFIGS, budget_note
+
+    assert budget_note(2, 41.0, 40.0) is not None
+    assert "2 configs benchmarked (41 s of a 40 s budget)" in (budget_note(2, 41.0, 40.0) or "")
+    assert budget_note(FEW_CONFIGS, 41.0, 40.0) is None  # enough was measured
+    assert budget_note(2, 30.0, 40.0) is None  # the search ended on its own
+    assert budget_note(2, 41.0, None) is None  # no budget
+
+
+def test_a_helion_search_cut_by_its_budget_says_so() -> None:
+    """On an H100, LFBO with a 40 s budget benchmarked 2 configs of softmax 4096x8192: its first
+    generation's compilation used the budget. The outcome now says so, and the summary shows it."""
+    from pytest_helion_tune.report import summary_lines
+    from pytest_helion_tune.results import CaseResult
+    from pytest_helion_tune.strategies import get
+
+    x = torch.randn(4, 64)
+    problem = SearchProblem(
+        kernel=softmax,
+        bound=softmax.bind((x,)),
+        args=(x,),
+        reference=lambda a: torch.softmax(a, dim=1),
+        tolerance=Tolerance(atol=1e-4, rtol=1e-4),
+        budget_s=0.01,  # Helion's budget is whole seconds: 1 s, less than its first generation
+        timer=WallClockTimer(calls=1),
+        interpreter=True,
+    )
+    outcome = get("random").search(problem)
+    spent = [n for n in outcome.notes if n.startswith("budget spent after")]
+    assert spent, outcome.notes
+    assert f"{outcome.configs_tested} configs benchmarked" in spent[0]
+    result = CaseResult(nodeid="tests/test_k.py::test_softmax", notes=list(outcome.notes))
+    assert any(
+        line.startswith("test_k.py::test_softmax: budget spent after")
+        for line in summary_lines([result])
+    ), summary_lines([result])

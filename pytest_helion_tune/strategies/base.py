@@ -60,6 +60,24 @@ class SearchProblem:
     llm_budget_s: float | None = None  # total time the LLM exchanges of this case may take
 
 
+# A search that benchmarked fewer configs than this before its budget ran out is reported:
+# Helion compiles a whole generation before it times any of it, so a short budget can end a
+# search before it has measured more than its starting points.
+FEW_CONFIGS = 10
+BUDGET_SPENT = "budget spent after"
+
+
+def budget_note(tested: int, elapsed_s: float, budget_s: float | None) -> str | None:
+    """The note for a search that ran out of budget before measuring ``FEW_CONFIGS``, or None."""
+    if budget_s is None or budget_s <= 0 or elapsed_s < budget_s or tested >= FEW_CONFIGS:
+        return None
+    return (
+        f"{BUDGET_SPENT} {tested} configs benchmarked ({elapsed_s:.0f} s of a {budget_s:g} s "
+        "budget): Helion compiles a whole generation before it times it, so the result is "
+        "close to where the search started; give it more with --helion-budget"
+    )
+
+
 @dataclasses.dataclass
 class SearchOutcome:
     config: dict[str, Any]

@@ -16,7 +16,7 @@ from typing import Any
 from .. import monitor
 from ..configs import as_dict
 from ..errors import StrategyError
-from .base import SearchOutcome, SearchProblem
+from .base import SearchOutcome, SearchProblem, budget_note
 from .helion_env import prepared, usable_seeds
 
 # Under the Triton interpreter timings rank nothing: the search only has to run for real,
@@ -106,6 +106,7 @@ class HelionSearch:
             raise StrategyError(f"strategy {self.name}: this Helion has no {self.class_name}")
         notes: list[str] = []
         seeds = usable_seeds(problem.bound, list(problem.seeds), notes)
+        start = time.perf_counter()
         with log_path(problem) as base:
             local = SearchProblem(**{**problem.__dict__, "log_path": str(base)})
             with prepared(local, [c for _, c in seeds]) as settings:
@@ -128,4 +129,7 @@ class HelionSearch:
         )
         metrics_outcome(metrics, outcome)
         outcome.configs_compiled = log.started or outcome.configs_tested
+        spent = budget_note(outcome.configs_tested, time.perf_counter() - start, problem.budget_s)
+        if spent:
+            notes.append(spent)
         return outcome
