@@ -365,3 +365,38 @@ def test_report_targets_tables_and_plots(tmp_path: Path) -> None:
         assert root.tag.endswith("svg")
         assert svg.count("<polyline") == 3
     assert json.loads((tmp_path / "results.json").read_text())["cases"][0]["strategies"]
+
+
+def test_suite_under_xdist_one_case_per_test_and_one_device_lock(tmp_path: Path) -> None:
+    """benchmarks/xdist_suite.py: pytest-xdist spreads the cases over workers; workers that share
+    a device (here the interpreter, on a GPU box one GPU) hold its lock in turn."""
+    results = tmp_path / "results"
+    env = {
+        **os.environ,
+        "TRITON_INTERPRET": "1",
+        "BENCH_CASES": "rms_norm_8192x8192,rms_norm_256x65536",
+        "BENCH_STRATEGIES": "default",
+        "BENCH_ARGS": "--interpreter",
+        "BENCH_RESULTS": str(results),
+    }
+    command = [sys.executable, "-m", "pytest", str(ROOT / "benchmarks" / "xdist_suite.py")]
+    done = subprocess.run(
+        [*command, "-n", "2", "-p", "no:cacheprovider", "-q"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "2 passed" in done.stdout
+    runs = [json.loads(line) for line in (results / "xdist_runs.jsonl").read_text().splitlines()]
+    assert sorted(r["case"] for r in runs) == ["rms_norm_256x65536", "rms_norm_8192x8192"]
+    assert all(r["returncode"] == 0 and r["worker"].startswith("gw") for r in runs)
+    first, second = sorted(r["lock_held"] for r in runs)
+    assert first[1] <= second[0], "two workers held the device at once"
+    records = _records(results)
+    for case in ("rms_norm_8192x8192", "rms_norm_256x65536"):
+        assert records[f"{case}__default"]["status"] == "ok"
+        assert records[f"{case}__retime"]["default_ms"] > 0
