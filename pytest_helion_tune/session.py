@@ -305,6 +305,10 @@ class TuneSession:
             with lock.held() as waited:
                 result.lock_wait_s += waited
                 self._gate(run, final_timer, compiled, config)
+            if wants_tune and result.latency_ms is not None:
+                # Stored as soon as it was checked (a crash while timing loses nothing); again now
+                # with the latency and eager time just measured, for whoever reviews the store.
+                self._store(run, config)
         tuned = TunedKernel(
             nodeid=case.nodeid,
             kernel=case.kernel,

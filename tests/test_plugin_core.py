@@ -27,6 +27,16 @@ def test_tune_then_read_cache_without_any_search(project: Project) -> None:
         "x=float32[128] y=float32[128]",
     }
     assert all(e["device"] == "interpreter" for e in stored["entries"])
+    # the latency measured after tuning is in the entry, as in the summary, for a reviewer
+    measured = {
+        c["key"]["specialization"]: (round(c["latency_ms"], 6), round(c["eager_ms"], 6))
+        for c in cases.values()
+        if c["kernel"].endswith("add")
+    }
+    assert {e["specialization"]: (e["latency_ms"], e["eager_ms"]) for e in stored["entries"]} == (
+        measured
+    )
+    assert all(ms > 0 for pair in measured.values() for ms in pair)
     before = {p.name: p.read_bytes() for p in (project.cache / "configs").glob("*.json")}
 
     second = project.run()
