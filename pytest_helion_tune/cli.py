@@ -416,13 +416,15 @@ def cmd_list(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         if problem:
             print(f"warning: {problem}; its source was not checked", file=err)
         rows = [list(_LIST_COLUMNS)]
+        recorded = _baseline_latencies(snapshot.baselines.get(kernel, []))
         for entry, status in zip(doc.entries, statuses(doc, installed, source), strict=True):
             if ns.stale and not status.stale:
                 continue
             counts["entries"] += 1
             counts["stale"] += bool(status.stale)
             counts["foreign"] += status.installed is False
-            listing.append(_entry_json(entry, status))
+            baseline_ms = recorded.get((entry.key.specialization, entry.key.device))
+            listing.append({**_entry_json(entry, status), "baseline_latency_ms": baseline_ms})
             rows.append(
                 [
                     entry.key.short,
@@ -432,7 +434,9 @@ def cmd_list(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                     _toolchain_text(entry.key.toolchain_dict),
                     {True: "yes", False: "no", None: "?"}[status.installed],
                     _age_text(status.age_days),
-                    _ms(entry.latency_ms),
+                    _ms(entry.latency_ms)
+                    if entry.latency_ms is not None or baseline_ms is None
+                    else f"{_ms(baseline_ms)} (baseline)",
                     f"STALE ({status.stale})" if status.stale else "current",
                 ]
             )
@@ -546,6 +550,17 @@ def _baseline_id(raw: dict[str, Any]) -> tuple[str, str, str]:
         str(raw.get("specialization", "")),
         str(raw.get("device", "")),
     )
+
+
+def _baseline_latencies(raw: list[dict[str, Any]]) -> dict[tuple[str, str], float]:
+    """Recorded baseline latency by (specialization, device): what ``list`` shows for an entry
+    that carries none of its own (written before entries recorded their latency)."""
+    out: dict[tuple[str, str], float] = {}
+    for r in raw:
+        ms = _latency(r)
+        if ms is not None:
+            out[(str(r.get("specialization", "")), str(r.get("device", "")))] = ms
+    return out
 
 
 def _latency(raw: dict[str, Any]) -> float | None:

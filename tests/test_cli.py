@@ -6,6 +6,7 @@ Every command runs in a subprocess, as users run it, on stores built with the pl
 from __future__ import annotations
 
 import ast
+import dataclasses
 import datetime
 import importlib.util
 import json
@@ -134,6 +135,22 @@ def test_list_shows_kernels_keys_devices_ages_and_stale_entries(tmp_path: Path) 
     assert only["source_hash"] == "0d0d0d0d0d0d0d0d"
     assert only["stale"] == "superseded: kernel source edited" and only["age_days"] >= 99.9
     assert len(json.loads(cli("list", "--json", "--kernel", "softmax", cwd=tmp_path).stdout)) == 3
+
+
+def test_list_shows_the_baseline_latency_of_an_entry_without_its_own(tmp_path: Path) -> None:
+    """Entries tuned before entries recorded their latency (the example's H100 store) show the
+    recorded baseline instead, marked as such; an entry's own latency always wins."""
+    root = tmp_path / ".helion-tune"
+    build(root, dataclasses.replace(entry(), latency_ms=None), entry(spec="x=float32[4,64]"))
+    baselines(root, 0.25)
+    text = cli("list", cwd=tmp_path).stdout
+    row = next(line for line in text.splitlines() if "x=float32[8,32]" in line)
+    assert "0.25 ms (baseline)" in row
+    other = next(line for line in text.splitlines() if "x=float32[4,64]" in line)
+    assert "2 ms" in other and "(baseline)" not in other
+    rows = {r["specialization"]: r for r in json.loads(cli("list", "--json", cwd=tmp_path).stdout)}
+    assert rows["x=float32[8,32]"]["latency_ms"] is None
+    assert rows["x=float32[8,32]"]["baseline_latency_ms"] == 0.25
 
 
 def test_list_check_source_imports_kernels_to_find_edited_ones(tmp_path: Path) -> None:
