@@ -35,22 +35,28 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import cases as suite  # noqa: E402
+import run as harness  # noqa: E402
 
 EXTRA = shlex.split(os.environ.get("BENCH_ARGS", ""))
 INTERPRETER = "--interpreter" in EXTRA
 
 
 def _gpu() -> dict[str, str]:
-    """This worker's GPU as the plugin identifies it: a host-wide name for its lock."""
+    """This worker's GPU as the plugin identifies it: a host-wide name for its lock, and the
+    results dir ``run.py`` would choose for it (``benchmarks/results/<device>``)."""
     from pytest_helion_tune import devices
 
     if INTERPRETER:
         run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID", str(os.getppid()))
-        return {"lock": f"interpreter-bench-{run_id}", "pci": "", "uuid": ""}
-    found = devices.identify()
-    if found is None:
-        pytest.fail("no CUDA GPU visible: run with BENCH_ARGS=--interpreter on a CPU machine")
-    return {"lock": found.lock_name, "pci": found.pci_bus_id, "uuid": found.uuid}
+        lock, pci, uuid, slug = f"interpreter-bench-{run_id}", "", "", "interpreter"
+    else:
+        found = devices.identify()
+        if found is None:
+            pytest.fail("no CUDA GPU visible: run with BENCH_ARGS=--interpreter on a CPU machine")
+        lock, pci, uuid = found.lock_name, found.pci_bus_id, found.uuid
+        slug = harness.device_slug(found.name)
+    results = os.environ.get("BENCH_RESULTS") or str(harness.ROOT / "benchmarks" / "results" / slug)
+    return {"lock": lock, "pci": pci, "uuid": uuid, "results": results}
 
 
 @pytest.mark.parametrize(
@@ -68,10 +74,9 @@ def test_case(case: str) -> None:
         os.environ.get("BENCH_STRATEGIES", "default,seeded,lfbo"),
         *EXTRA,
     ]
-    results = os.environ.get("BENCH_RESULTS")
-    if results:
-        command += ["--results-dir", results]
     gpu = _gpu()
+    results = Path(gpu["results"])
+    command += ["--results-dir", str(results)]
     lock = DeviceLock(gpu["lock"])
     start = time.perf_counter()
     with lock.held() as waited:
@@ -97,17 +102,7 @@ def test_case(case: str) -> None:
         "command": shlex.join(command),
     }
     print(ran.stdout[-4000:], ran.stderr[-2000:], json.dumps(record), sep="\n")
-    where = Path(results) if results else _results_dir(ran.stdout)
-    if where is not None:
-        where.mkdir(parents=True, exist_ok=True)
-        with (where / "xdist_runs.jsonl").open("a") as log:
-            log.write(json.dumps(record) + "\n")
+    results.mkdir(parents=True, exist_ok=True)
+    with (results / "xdist_runs.jsonl").open("a") as log:
+        log.write(json.dumps(record) + "\n")
     assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
-
-
-def _results_dir(stdout: str) -> Path | None:
-    """run.py's results dir, from the path its last line names."""
-    for line in reversed(stdout.splitlines()):
-        if "results in " in line:
-            return Path(line.split("results in ", 1)[1].split(" ", 1)[0])
-    return None
