@@ -5,19 +5,14 @@ from __future__ import annotations
 import os
 import statistics
 
+import gpu_marks
 import pytest
 
 torch = pytest.importorskip("torch")
 helion = pytest.importorskip("helion")
 hl = pytest.importorskip("helion.language")
 
-pytestmark = [
-    pytest.mark.gpu,
-    pytest.mark.skipif(
-        not torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"),
-        reason="needs a CUDA GPU (and no Triton interpreter)",
-    ),
-]
+pytestmark = gpu_marks.marks()
 
 
 @helion.kernel(static_shapes=True)

@@ -10,22 +10,16 @@ report and its store from disk.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+import gpu_marks
 import pytest
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("helion")
 
-pytestmark = [
-    pytest.mark.gpu,
-    pytest.mark.skipif(
-        not torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"),
-        reason="needs a CUDA GPU (and no Triton interpreter)",
-    ),
-]
+pytestmark = gpu_marks.marks()
 
 HEALTHY = """
 import torch
@@ -140,12 +134,15 @@ def test_negate(tuned):
 """
 
 
-def _session(pytester: pytest.Pytester, *args: str) -> tuple[pytest.RunResult, dict[str, Any]]:
+SEEDED = ("--helion-tune=seeded", "--helion-budget=20")
+
+
+def _session(
+    pytester: pytest.Pytester, *args: str, tune: tuple[str, ...] = SEEDED
+) -> tuple[pytest.RunResult, dict[str, Any]]:
     pytester.makeini("[pytest]\naddopts = -p no:cacheprovider\n")
     report = pytester.path / "report.json"
-    result = pytester.runpytest_subprocess(
-        "--helion-tune=seeded", "--helion-budget=20", f"--helion-report={report}", *args
-    )
+    result = pytester.runpytest_subprocess(*tune, f"--helion-report={report}", *args)
     cases = {c["nodeid"].split("::")[-1]: c for c in json.loads(report.read_text())["cases"]}
     for name, case in sorted(cases.items()):  # the committed log shows what each case did
         print(name, case["origin"], case["verdict"], case["failures"], case["message"][:300])
@@ -185,11 +182,9 @@ def test_out_of_shared_memory_candidates_are_counted_and_skipped(
 ) -> None:
     pytester.makeconftest(FINITE_CONFTEST)
     pytester.makepyfile(test_matmul=OUT_OF_RESOURCES)
-    pytester.makeini("[pytest]\naddopts = -p no:cacheprovider\n")
-    report = pytester.path / "report.json"
-    result = pytester.runpytest_subprocess("--helion-tune=finite", f"--helion-report={report}")
-    (case,) = json.loads(report.read_text())["cases"]
-    print(case["origin"], case["verdict"], case["failures"], case["config"])
+    result, cases = _session(pytester, tune=("--helion-tune=finite",))
+    (case,) = cases.values()
+    print(case["config"])
     result.assert_outcomes(passed=1)
     assert case["origin"] == "tuned"
     assert case["failures"]["compile"] >= 1  # Helion's name for a candidate that raised
