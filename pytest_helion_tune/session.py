@@ -30,7 +30,7 @@ from .jsonstore import locked, safe_filename
 from .options import Options
 from .report import describe_failures
 from .results import CaseResult
-from .strategies import USES_LLM, Progress, SearchOutcome, SearchProblem, Seed
+from .strategies import USES_LLM, Progress, SearchOutcome, SearchProblem, Seed, worker
 from .strategies import get as get_strategy
 from .timing import Timer, WallClockTimer
 from .tuned import TunedKernel
@@ -399,24 +399,48 @@ class TuneSession:
         """Searches end in a bare error when every candidate was wrong; if the default config is
         wrong too, the kernel (or its reference) is the problem: say so, else report the error."""
         default = as_dict(run.bound.config_spec.default_config())
-        check = compare(
-            self._compile(run.bound, default, run.case.nodeid)(*run.args),
-            run.expected,
-            run.tolerance,
-        )
-        if check.ok:
-            raise exc
+        compiled = self._compile(run.bound, default, run.case.nodeid)
         result = run.result
+        why = exc.args[0].split(": ", 1)[-1]
+        if worker.isolates(run.bound):
+            # Every candidate failed in Helion's worker; if they crashed there (a CUDA illegal
+            # address poisons its process), running the default here would poison this one.
+            try:
+                wrong = worker.check_in_worker(
+                    compiled, run.args, run.expected, run.tolerance.atol, run.tolerance.rtol
+                )
+            except Exception as crash:
+                result.verdict = "error"
+                result.message = (
+                    f"{run.case.nodeid}: no accurate config: {why}; the default config crashed "
+                    f"too, in Helion's benchmark worker ({type(crash).__name__}: "
+                    f"{first_line(crash, '(no message)')}); nothing stored"
+                )
+                result.config = default
+                return self._failed(run)
+        else:
+            check = compare(compiled(*run.args), run.expected, run.tolerance)
+            wrong = "" if check.ok else check.message
+        if not wrong:
+            raise exc
         result.verdict = "inaccurate"
         result.message = (
-            f"{run.case.nodeid}: no accurate config: {exc.args[0].split(': ', 1)[-1]}; "
-            f"the default config is inaccurate too: {check.message}"
+            f"{run.case.nodeid}: no accurate config: {why}; "
+            f"the default config is inaccurate too: {wrong}"
         )
         result.config = default
+        return self._failed(run)
+
+    @staticmethod
+    def _failed(run: CaseRun) -> CaseOutcome:
+        """The outcome of a case that has no config to run."""
         return CaseOutcome(
-            result,
+            run.result,
             TunedKernel(
-                nodeid=run.case.nodeid, kernel=run.case.kernel, config=None, problem=result.message
+                nodeid=run.case.nodeid,
+                kernel=run.case.kernel,
+                config=None,
+                problem=run.result.message,
             ),
         )
 

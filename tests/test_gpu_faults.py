@@ -143,6 +143,9 @@ def _session(
     pytester.makeini("[pytest]\naddopts = -p no:cacheprovider\n")
     report = pytester.path / "report.json"
     result = pytester.runpytest_subprocess(*tune, f"--helion-report={report}", *args)
+    # The committed log shows what the session said, whatever the outcome.
+    print("\n".join(["--- session stdout (tail)", *result.outlines[-40:]]))
+    print("\n".join(["--- session stderr (tail)", *result.errlines[-40:]]))
     cases = {c["nodeid"].split("::")[-1]: c for c in json.loads(report.read_text())["cases"]}
     for name, case in sorted(cases.items()):  # the committed log shows what each case did
         print(name, case["origin"], case["verdict"], case["failures"], case["message"][:300])

@@ -25,6 +25,7 @@ from .base import Progress, SearchOutcome, SearchProblem, Seed
 from .helion_env import prepared, usable_seeds
 from .helion_search import collected_metrics, log_path, metrics_outcome, search_kwargs
 from .seeded import SeededSearch
+from .worker import attach
 
 NO_LLM = (
     "--helion-tune=llm needs an LLM: set HELION_LLM_PROVIDER (anthropic, openai or "
@@ -310,7 +311,7 @@ class LLMGuided:
                         base.with_suffix(".csv"), problem.progress, time.perf_counter
                     ) as log,
                 ):
-                    search = cls(problem.bound, problem.args, **kwargs)
+                    search = attach(cls(problem.bound, problem.args, **kwargs))
                     search.plugin = state
                     best = search.autotune(skip_cache=True)
         sources = _sources(seeds)

@@ -39,6 +39,7 @@ from ..timing import CudaTimer, Timer, WallClockTimer
 from .base import SearchOutcome, SearchProblem, TracePoint
 from .helion_env import prepared, usable_seeds
 from .helion_search import collected_metrics, log_path, metrics_outcome
+from .worker import attach, uses_worker, warm
 
 GAIN_TO_CONTINUE = 0.015
 MIN_IMPROVEMENT = 0.005
@@ -151,6 +152,8 @@ class SeededSearch:
 
     def search(self, problem: SearchProblem) -> SearchOutcome:
         start = time.perf_counter()
+        if not problem.interpreter and uses_worker(problem.bound.settings):
+            warm()  # comes up while the probe compiles; shared by both searches and later cases
         notes: list[str] = []
         seeds = usable_seeds(problem.bound, list(problem.seeds), notes)
         trim = _INTERPRETER if problem.interpreter else {}
@@ -273,7 +276,7 @@ class SeededSearch:
             collected_metrics() as metrics,
             monitor.follow(base.with_suffix(".csv"), problem.progress, time.perf_counter) as log,
         ):
-            best = cls(problem.bound, problem.args, **kwargs).autotune(skip_cache=True)
+            best = attach(cls(problem.bound, problem.args, **kwargs)).autotune(skip_cache=True)
         tested_before = outcome.configs_tested
         for point in log.trace:
             if outcome.best_ms is None or point.best_ms < outcome.best_ms:

@@ -1,0 +1,190 @@
+"""One Helion benchmark worker per process, shared by the project's own searches.
+
+Helion 1.5 benchmarks candidates in a spawn subprocess (``BenchmarkWorker``) that each search
+starts and shuts down again. On an H100 its first job took 12.4-13.0 s (the subprocess imports
+torch and Helion and opens a CUDA context), a quarter of a ``seeded`` case, which runs two
+searches (``benchmarks/results/nvidia-h100-80gb-hbm3/overhead.md``). Here the project's searches
+(``seeded``, ``llm-seeded``, ``llm``) share one worker for the life of the process: the first
+search starts it as soon as it begins, so that it comes up while the first candidates compile, and
+every later search and case finds it ready. Helion's own searches run as Helion ships them.
+
+The worker keeps Helion's guarantees: a candidate that hangs or poisons the CUDA context is killed
+with the worker, and the next job starts a fresh one. Between searches the worker drops the inputs
+and reference outputs it loaded, so they do not pile up in GPU memory over a long session.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import threading
+from typing import Any
+
+START_TIMEOUT_S = 120.0
+FORGET_TIMEOUT_S = 30.0
+
+_lock = threading.Lock()
+_worker: Any = None
+_provider_class: Any = None
+
+
+def _ready() -> bool:
+    """Runs in the worker: the imports and CUDA context its first benchmark job would need."""
+    import torch
+    from helion.autotuner import benchmark_job  # noqa: F401
+
+    if torch.cuda.is_available():
+        torch.zeros(1, device="cuda")
+    return True
+
+
+def _forget_loaded_args() -> None:
+    """Runs in the worker: drops the inputs and baselines Helion's jobs cached by file path."""
+    import torch
+    from helion.autotuner import benchmark_job, kernel_args
+
+    for cache in (
+        getattr(kernel_args, "load_trusted_kernel_args", None),
+        getattr(benchmark_job, "_load_trusted_baseline_output", None),
+    ):
+        clear = getattr(cache, "cache_clear", None)
+        if clear is not None:
+            clear()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _serial_worker() -> Any:
+    """A Helion BenchmarkWorker whose jobs run one at a time: its pipe carries one job at a time,
+    and the start-up job runs on a background thread while a search may send its first job."""
+    from helion.autotuner.benchmark_worker import BenchmarkWorker
+
+    class SerialWorker(BenchmarkWorker):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__(device=None)
+            self._serial = threading.Lock()
+
+        def run(self, job: Any, timeout: float) -> Any:
+            with self._serial:  # a job's timeout starts when it is sent, not while it waits
+                return super().run(job, timeout)
+
+    return SerialWorker()
+
+
+def shared() -> Any:
+    """The process's worker, created if there is none or the last one can no longer be used."""
+    global _worker
+    with _lock:
+        if _worker is None or getattr(_worker, "_fatal_error", None) is not None:
+            _worker = _serial_worker()
+        return _worker
+
+
+def warm() -> None:
+    """Starts the shared worker in the background unless it is running (returns at once)."""
+    worker = shared()
+    with worker._serial:
+        if worker.alive():
+            return
+        # Started from this thread: Helion's worker asks to be killed when the thread that
+        # started it ends (PR_SET_PDEATHSIG), so a short-lived thread cannot start it.
+        worker._start()
+
+    def start() -> None:
+        with contextlib.suppress(Exception):  # the first real job starts it again and reports
+            worker.run(_ready, timeout=START_TIMEOUT_S)
+
+    threading.Thread(target=start, name="helion-tune-worker-start", daemon=True).start()
+
+
+def uses_worker(settings: Any) -> bool:
+    """Whether Helion will benchmark in a subprocess under these settings."""
+    return bool(getattr(settings, "autotune_benchmark_subprocess", False))
+
+
+def _shared_provider_class() -> Any:
+    global _provider_class
+    if _provider_class is not None:
+        return _provider_class
+    from helion.autotuner.benchmark_provider import LocalBenchmarkProvider
+
+    class SharedWorkerProvider(LocalBenchmarkProvider):  # type: ignore[misc]
+        """Helion's local provider, with the process's worker instead of a fresh one."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._benchmark_worker = shared()
+
+        def cleanup(self) -> None:
+            worker = self._benchmark_worker
+            if worker is not None and worker is _worker:
+                self._benchmark_worker = None  # kept for the next search, not shut down
+                with contextlib.suppress(Exception):
+                    if worker.alive():
+                        worker.run(_forget_loaded_args, timeout=FORGET_TIMEOUT_S)
+            super().cleanup()
+
+    _provider_class = SharedWorkerProvider
+    return _provider_class
+
+
+def attach(search: Any) -> Any:
+    """Makes a Helion search use the shared worker; a Helion without the seam runs unchanged."""
+    from helion.autotuner.benchmark_provider import LocalBenchmarkProvider
+
+    if getattr(search, "_benchmark_provider_cls", None) is LocalBenchmarkProvider:
+        search._benchmark_provider_cls = _shared_provider_class()
+    return search
+
+
+def isolates(bound: Any) -> bool:
+    """Whether candidates of ``bound`` can run in the worker rather than in this process."""
+    from .. import interpreter
+
+    return not interpreter.active() and uses_worker(bound.settings)
+
+
+def check_in_worker(compiled: Any, args: Any, expected: Any, atol: float, rtol: float) -> str:
+    """Runs ``compiled(*args)`` in the shared worker and compares it with ``expected`` there, as
+    Helion checks its candidates: "" when it matches, else why not. A config that crashes (a CUDA
+    illegal address poisons the process it runs in) takes the worker down, not this process; the
+    error (Helion's BenchmarkWorkerDied or the CUDA error) is raised here."""
+    import tempfile
+    from pathlib import Path
+
+    import torch
+    from helion.autotuner.benchmark_job import AccuracyCheckJob
+    from helion.autotuner.precompile_future import _serialize_compiled_fn
+
+    with tempfile.TemporaryDirectory(prefix="helion-tune-check-") as tmp:
+        args_path, expected_path = str(Path(tmp) / "args.pt"), str(Path(tmp) / "expected.pt")
+        torch.save(tuple(args), args_path)
+        torch.save(expected, expected_path)
+        job = AccuracyCheckJob(
+            fn_spec=_serialize_compiled_fn(compiled),
+            args_path=args_path,
+            baseline_path=expected_path,
+            atol=atol,
+            rtol=rtol,
+        )
+        worker = shared()
+        try:
+            result = worker.run(job, timeout=START_TIMEOUT_S)
+        finally:
+            with contextlib.suppress(Exception):
+                if worker.alive():
+                    worker.run(_forget_loaded_args, timeout=FORGET_TIMEOUT_S)
+    return "" if result.ok else str(result.message or "outputs differ")
+
+
+def shutdown() -> None:
+    """Stops the shared worker (at exit, or in tests)."""
+    global _worker
+    with _lock:
+        worker, _worker = _worker, None
+    if worker is not None:
+        with contextlib.suppress(Exception):
+            worker.shutdown()
+
+
+atexit.register(shutdown)

@@ -1,0 +1,98 @@
+"""The benchmark worker the project's searches share: one spawn subprocess for the whole process,
+kept across Helion searches, serialised, and replaced when a job kills it.
+
+Real Helion BenchmarkWorker subprocesses on the CPU; the jobs are picklable builtins.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Iterator
+
+import pytest
+
+torch = pytest.importorskip("torch")
+helion = pytest.importorskip("helion")
+
+import helion.language as hl  # noqa: E402
+
+from pytest_helion_tune import interpreter, timing  # noqa: E402
+from pytest_helion_tune.strategies import worker  # noqa: E402
+
+
+@pytest.fixture
+def fresh_worker() -> Iterator[None]:
+    worker.shutdown()
+    yield
+    worker.shutdown()
+
+
+def test_warm_start_and_jobs_share_one_process(fresh_worker: None) -> None:
+    worker.warm()  # a start-up job on a background thread ...
+    first = worker.shared().run(os.getpid, timeout=120)  # ... while this one is sent
+    assert isinstance(first, int) and first != os.getpid()  # its own answer, not the start job's
+    assert worker.shared().run(os.getpid, timeout=60) == first
+    worker.warm()  # running already: nothing new starts
+    assert worker.shared().run(os.getpid, timeout=60) == first
+
+
+def test_a_job_that_kills_the_worker_costs_only_that_job(fresh_worker: None) -> None:
+    from helion.autotuner.benchmark_worker import BenchmarkWorkerDied
+
+    before = worker.shared().run(os.getpid, timeout=120)
+    with pytest.raises(BenchmarkWorkerDied):
+        worker.shared().run(functools.partial(os._exit, 3), timeout=60)
+    after = worker.shared().run(os.getpid, timeout=120)
+    assert isinstance(after, int) and after != before
+
+
+@helion.kernel(static_shapes=True)
+def double(x: torch.Tensor) -> torch.Tensor:
+    out = torch.empty_like(x)
+    for tile in hl.tile(out.size()):
+        out[tile] = x[tile] * 2.0
+    return out
+
+
+@pytest.mark.skipif(not interpreter.active(), reason="runs the search under TRITON_INTERPRET=1")
+def test_helion_searches_with_the_seam_keep_the_shared_worker(fresh_worker: None) -> None:
+    """Real Helion searches (FiniteSearch, a real kernel, the interpreter) with the shared worker
+    attached: each builds its provider around that worker and ends without shutting it down.
+    (Under the interpreter Helion benchmarks in-process; on a GPU the jobs go to this worker:
+    benchmarks/results/nvidia-h100-80gb-hbm3/overhead.md.)"""
+    from helion.autotuner import search_algorithms
+
+    interpreter.patch_libdevice()
+    x = torch.randn(64)
+    bound = double.bind((x,))
+    interpreter.prepare_settings(bound.settings)
+    configs = [bound.config_spec.default_config(), helion.Config(block_sizes=[16])]
+    pid = worker.shared().run(os.getpid, timeout=120)
+    with timing.installed(bound, timing.WallClockTimer(calls=1)):
+        plain = search_algorithms["FiniteSearch"](bound, (x,), configs=configs)
+        plain.autotune(skip_cache=True)
+        assert plain.benchmark_provider._benchmark_worker is None  # Helion's own: none kept
+        for _ in range(2):
+            search = worker.attach(search_algorithms["FiniteSearch"](bound, (x,), configs=configs))
+            best = search.autotune(skip_cache=True)
+            assert best in configs
+            assert type(search.benchmark_provider).__name__ == "SharedWorkerProvider"
+            assert search.benchmark_provider._benchmark_worker is None  # handed back, not shut
+            assert worker.shared().alive()
+            assert worker.shared().run(os.getpid, timeout=60) == pid
+
+
+@pytest.mark.skipif(not interpreter.active(), reason="runs the kernel under TRITON_INTERPRET=1")
+def test_a_config_is_checked_in_the_worker_against_the_reference(fresh_worker: None) -> None:
+    """What a case whose every candidate failed uses on a GPU to try the default config without
+    risking this process: Helion's own accuracy job, run in the shared worker."""
+    interpreter.patch_libdevice()
+    x = torch.randn(64)
+    bound = double.bind((x,))
+    compiled = bound.compile_config(bound.config_spec.default_config(), allow_print=False)
+    assert worker.check_in_worker(compiled, (x,), x * 2.0, atol=1e-5, rtol=1e-5) == ""
+    wrong = worker.check_in_worker(compiled, (x,), x * 3.0, atol=1e-5, rtol=1e-5)
+    assert wrong and "mismatch" in wrong.lower()
+    pid = worker.shared().run(os.getpid, timeout=60)
+    assert worker.shared().run(os.getpid, timeout=60) == pid  # still the same worker
