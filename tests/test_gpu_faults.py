@@ -69,15 +69,16 @@ def test_gather(tuned):
     pass
 """
 
-# Two configs: the first needs (256x128 + 128x256) fp16 x 6 stages = 768 KiB of shared memory,
-# over the 227 KiB an H100 SM has; the second fits.
+# Two configs: the first needs (128x128 + 128x128) fp16 x 8 stages = 512 KiB of shared memory,
+# over the 227 KiB an H100 SM has; the second fits. (A 256x256x128 tile with 6 stages kept ptxas
+# busy for minutes.)
 OUT_OF_RESOURCES = """
 import torch
 import helion
 import helion.language as hl
 from pytest_helion_tune import tune_case
 
-TOO_BIG = helion.Config(block_sizes=[256, 256, 128], num_warps=8, num_stages=6)
+TOO_BIG = helion.Config(block_sizes=[128, 128, 128], num_warps=8, num_stages=8)
 FITS = helion.Config(block_sizes=[64, 64, 32], num_warps=4, num_stages=2)
 
 
@@ -135,6 +136,7 @@ def test_negate(tuned):
 
 
 SEEDED = ("--helion-tune=seeded", "--helion-budget=20")
+INNER_TIMEOUT_S = 200  # a session still running then is killed, and its output printed
 
 
 def _session(
@@ -142,7 +144,15 @@ def _session(
 ) -> tuple[pytest.RunResult, dict[str, Any]]:
     pytester.makeini("[pytest]\naddopts = -p no:cacheprovider\n")
     report = pytester.path / "report.json"
-    result = pytester.runpytest_subprocess(*tune, f"--helion-report={report}", *args)
+    try:
+        result = pytester.runpytest_subprocess(
+            *tune, f"--helion-report={report}", *args, timeout=INNER_TIMEOUT_S
+        )
+    except pytester.TimeoutExpired:
+        for name in ("stdout", "stderr"):  # what the killed session had said
+            lines = (pytester.path / name).read_text(errors="replace").splitlines()
+            print("\n".join([f"--- session {name} (tail, killed)", *lines[-60:]]))
+        raise
     # The committed log shows what the session said, whatever the outcome.
     print("\n".join(["--- session stdout (tail)", *result.outlines[-40:]]))
     print("\n".join(["--- session stderr (tail)", *result.errlines[-40:]]))
