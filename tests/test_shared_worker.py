@@ -96,3 +96,25 @@ def test_a_config_is_checked_in_the_worker_against_the_reference(fresh_worker: N
     assert wrong and "mismatch" in wrong.lower()
     pid = worker.shared().run(os.getpid, timeout=60)
     assert worker.shared().run(os.getpid, timeout=60) == pid  # still the same worker
+
+
+def test_jobs_that_kill_the_worker_in_a_row_stop_the_search(fresh_worker: None) -> None:
+    """Three jobs in a row that leave the worker dead make the search's budget check say stop;
+    one job that leaves it alive resets the count."""
+    from helion.autotuner.benchmark_worker import BenchmarkWorkerDied
+
+    shared = worker.shared()
+    shared.run(os.getpid, timeout=120)
+    for expected in range(1, worker.DEATHS_TO_STOP + 1):
+        with pytest.raises(BenchmarkWorkerDied):
+            shared.run(functools.partial(os._exit, 3), timeout=120)
+        assert shared.deaths_in_a_row == expected
+
+    provider = worker._shared_provider_class().__new__(worker._shared_provider_class())
+    provider._benchmark_worker = shared
+    provider.log = type("Log", (), {"warning": lambda self, message: None})()
+    provider.set_budget_exceeded_fn(lambda: False)
+    assert provider.budget_exceeded_fn() is True
+    shared.run(os.getpid, timeout=120)  # a job that leaves it alive
+    assert shared.deaths_in_a_row == 0
+    assert provider.budget_exceeded_fn() is False

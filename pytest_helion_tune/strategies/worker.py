@@ -22,6 +22,10 @@ from typing import Any
 
 START_TIMEOUT_S = 120.0
 FORGET_TIMEOUT_S = 30.0
+# A candidate that kills the worker (a CUDA illegal address, a hang) costs a fresh worker, 12-15 s
+# on an H100; a kernel whose every candidate does so would hold the GPU for minutes. A search stops
+# after this many jobs in a row left the worker dead, keeping what it had found.
+DEATHS_TO_STOP = 3
 
 _lock = threading.Lock()
 _worker: Any = None
@@ -63,10 +67,14 @@ def _serial_worker() -> Any:
         def __init__(self) -> None:
             super().__init__(device=None)
             self._serial = threading.Lock()
+            self.deaths_in_a_row = 0
 
         def run(self, job: Any, timeout: float) -> Any:
             with self._serial:  # a job's timeout starts when it is sent, not while it waits
-                return super().run(job, timeout)
+                try:
+                    return super().run(job, timeout)
+                finally:
+                    self.deaths_in_a_row = 0 if self.alive() else self.deaths_in_a_row + 1
 
     return SerialWorker()
 
@@ -114,6 +122,26 @@ def _shared_provider_class() -> Any:
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self._benchmark_worker = shared()
+            self._benchmark_worker.deaths_in_a_row = 0
+
+        def set_budget_exceeded_fn(self, fn: Any) -> None:
+            said: list[bool] = []
+
+            def exceeded() -> bool:
+                if fn():
+                    return True
+                deaths = getattr(self._benchmark_worker, "deaths_in_a_row", 0)
+                if deaths < DEATHS_TO_STOP:
+                    return False
+                if not said:
+                    said.append(True)
+                    self.log.warning(
+                        f"helion-tune: {deaths} candidates in a row killed the benchmark "
+                        "worker; this search stops with what it has"
+                    )
+                return True
+
+            super().set_budget_exceeded_fn(exceeded)
 
         def cleanup(self) -> None:
             worker = self._benchmark_worker
