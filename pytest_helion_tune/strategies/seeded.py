@@ -35,6 +35,7 @@ from typing import Any
 from .. import monitor
 from ..configs import as_dict
 from ..errors import StrategyError
+from ..report import describe_failures
 from ..timing import CudaTimer, Timer, WallClockTimer
 from .base import SearchOutcome, SearchProblem, TracePoint
 from .helion_env import prepared, usable_seeds
@@ -123,6 +124,12 @@ def _env(**values: str) -> Iterator[None]:
                 os.environ[k] = v
 
 
+def _finished(base: Path, config: Any) -> bool:
+    """Whether ``config`` finished accurate in a search's CSV log."""
+    target = _canonical_id(config)
+    return any(_canonical_id(c) == target for c in _best(base, 10**6))
+
+
 def _best(base: Path, count: int) -> list[Any]:
     """The ``count`` fastest distinct configs that finished accurate in a search's CSV log."""
     import helion
@@ -186,14 +193,28 @@ class SeededSearch:
                 self._run_helion(
                     problem, "FiniteSearch", {"configs": probe_configs}, probe_log, outcome, 0.0
                 )
-            contenders = [default, *_best(probe_log, 3)]
+            probe_best = _best(probe_log, 3)
+            # Only what finished in Helion's worker runs in this process: a config that crashed
+            # there (a CUDA illegal address) would poison this process's CUDA context.
+            default_ran = _finished(probe_log, default)
+            if not default_ran and not probe_best:
+                failed = describe_failures(outcome.failures) or "none finished"
+                raise StrategyError(
+                    f"strategy {self.name}: none of the probe's {len(probe_configs)} configs ran "
+                    f"accurately ({failed})"
+                )
+            if default_ran:
+                contenders, baseline = [default, *probe_best], "default"
+            else:  # the probe's fastest stands in for the default as the baseline
+                notes.append("the default config failed in the probe; it is not re-timed")
+                contenders, baseline = probe_best, "the probe's fastest"
             times = self._retime(problem, timer, contenders, rounds)
             best = min(range(len(contenders)), key=lambda i: times[i])
             gain = times[0] / times[best] - 1 if times[best] > 0 else 0.0
             notes.append(
-                f"probe: {len(probe_configs)} configs, best {gain * 100:+.1f}% vs default on the common timer"
+                f"probe: {len(probe_configs)} configs, best {gain * 100:+.1f}% vs {baseline} on the common timer"
             )
-            final_pool = [default, contenders[best]]
+            final_pool = [contenders[0], contenders[best]]
             elapsed = time.perf_counter() - start
             remaining = None if problem.budget_s is None else problem.budget_s - elapsed
             if gain < GAIN_TO_CONTINUE or (remaining is not None and remaining < 5):
@@ -243,7 +264,7 @@ class SeededSearch:
             times = self._retime(problem, timer, final_pool, rounds)
             best = min(range(len(final_pool)), key=lambda i: times[i])
             notes.append(
-                f"refined: {len(final_pool)} finalists re-timed, best {(times[0] / times[best] - 1) * 100:+.1f}% vs default"
+                f"refined: {len(final_pool)} finalists re-timed, best {(times[0] / times[best] - 1) * 100:+.1f}% vs {baseline}"
             )
             outcome.config = as_dict(final_pool[best])
             outcome.best_ms = times[best]
@@ -260,7 +281,8 @@ class SeededSearch:
         outcome: SearchOutcome,
         offset_s: float,
     ) -> Any:
-        """Runs one Helion search class; adds its candidates and trace to ``outcome``; returns its best."""
+        """Runs one Helion search class; adds its candidates and trace to ``outcome``; returns its
+        best (None when a FiniteSearch had no candidate finish)."""
         from helion.autotuner import search_algorithms
 
         from .helion_search import search_kwargs
@@ -276,7 +298,13 @@ class SeededSearch:
             collected_metrics() as metrics,
             monitor.follow(base.with_suffix(".csv"), problem.progress, time.perf_counter) as log,
         ):
-            best = attach(cls(problem.bound, problem.args, **kwargs)).autotune(skip_cache=True)
+            search = attach(cls(problem.bound, problem.args, **kwargs))
+            try:
+                best = search.autotune(skip_cache=True)
+            except AssertionError:
+                if class_name != "FiniteSearch":
+                    raise
+                best = None  # Helion's FiniteSearch asserts when no candidate finished
         tested_before = outcome.configs_tested
         for point in log.trace:
             if outcome.best_ms is None or point.best_ms < outcome.best_ms:
