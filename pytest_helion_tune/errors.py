@@ -33,7 +33,17 @@ class DamagedFileError(StoreError):
 
 
 class StrategyError(HelionTuneError):
-    """A strategy is unknown, unavailable here, or failed to produce a config."""
+    """A strategy is unknown, unavailable here, or failed to produce a config.
+
+    A search that ran carries what it tried: ``configs_tested`` and ``failures`` by kind.
+    """
+
+    def __init__(
+        self, message: str, *, configs_tested: int = 0, failures: dict[str, int] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.configs_tested = configs_tested
+        self.failures = dict(failures or {})
 
 
 class ConfigNotApplicable(HelionTuneError):

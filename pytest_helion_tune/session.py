@@ -553,9 +553,14 @@ class TuneSession:
                 result.tune_seconds = time.perf_counter() - start
                 self._store_partial(run, log_base)
                 raise
-            except HelionTuneError:
+            except HelionTuneError as exc:
+                result.tune_seconds = time.perf_counter() - start
+                if isinstance(exc, StrategyError):  # what the search tried, for the report
+                    result.configs_tested = exc.configs_tested
+                    result.failures = dict(exc.failures)
                 raise
             except Exception as exc:
+                result.tune_seconds = time.perf_counter() - start
                 raise StrategyError(
                     f"{case.nodeid}: strategy {strategy.name} failed: {type(exc).__name__}: {first_line(exc, '(no message)')}"
                 ) from exc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -120,6 +121,7 @@ def test_inaccurate_result_fails_and_is_never_stored(project: Project, strategy:
     assert case["verdict"] == "inaccurate"
     if strategy == "seeded":  # its probe says what happened, not a bare assertion from Helion
         assert "none of the probe's" in case["message"] and "accuracy" in case["message"]
+        assert case["configs_tested"] >= 1 and case["failures"]["accuracy"] >= 1
     assert not (project.cache / "configs" / "kernels.add.json").exists()
 
 
@@ -139,6 +141,7 @@ def test_two_processes_tuning_one_kernel_file_lose_nothing(project: Project) -> 
             cwd=project.path,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
+            env={**os.environ, "SEARCH_LOG": str(project.search_log)},  # the conftest's log
         )
         for key in ("add and 64", "add and 128")
     ]

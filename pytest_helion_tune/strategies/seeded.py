@@ -201,7 +201,9 @@ class SeededSearch:
                 failed = describe_failures(outcome.failures) or "none finished"
                 raise StrategyError(
                     f"strategy {self.name}: none of the probe's {len(probe_configs)} configs ran "
-                    f"accurately ({failed})"
+                    f"accurately ({failed})",
+                    configs_tested=outcome.configs_tested,
+                    failures=outcome.failures,
                 )
             if default_ran:
                 contenders, baseline = [default, *probe_best], "default"
