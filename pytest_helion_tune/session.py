@@ -402,6 +402,7 @@ class TuneSession:
         compiled = self._compile(run.bound, default, run.case.nodeid)
         result = run.result
         why = exc.args[0].split(": ", 1)[-1]
+        wrong: str | None = None
         if worker.isolates(run.bound):
             # Every candidate failed in Helion's worker; if they crashed there (a CUDA illegal
             # address poisons its process), running the default here would poison this one.
@@ -409,6 +410,8 @@ class TuneSession:
                 wrong = worker.check_in_worker(
                     compiled, run.args, run.expected, run.tolerance.atol, run.tolerance.rtol
                 )
+            except worker.WorkerUnavailable as missing:
+                self._note(result, f"the default config is checked in-process: {missing}")
             except Exception as crash:
                 result.verdict = "error"
                 result.message = (
@@ -418,7 +421,7 @@ class TuneSession:
                 )
                 result.config = default
                 return self._failed(run)
-        else:
+        if wrong is None:
             check = compare(compiled(*run.args), run.expected, run.tolerance)
             wrong = "" if check.ok else check.message
         if not wrong:

@@ -118,3 +118,16 @@ def test_jobs_that_kill_the_worker_in_a_row_stop_the_search(fresh_worker: None) 
     shared.run(os.getpid, timeout=120)  # a job that leaves it alive
     assert shared.deaths_in_a_row == 0
     assert provider.budget_exceeded_fn() is False
+
+
+def test_a_helion_without_the_accuracy_job_is_named_before_anything_runs(
+    fresh_worker: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another Helion may lack the job the worker check uses: the caller hears so (and checks
+    in-process, as before this check existed) instead of taking it for a crash."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "helion.autotuner.benchmark_job", None)  # import fails
+    with pytest.raises(worker.WorkerUnavailable, match="no worker accuracy job"):
+        worker.check_in_worker(lambda: None, (), None, atol=0.0, rtol=0.0)
+    assert worker._worker is None or not worker.shared().alive()  # nothing was started

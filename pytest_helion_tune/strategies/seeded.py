@@ -160,7 +160,10 @@ class SeededSearch:
     def search(self, problem: SearchProblem) -> SearchOutcome:
         start = time.perf_counter()
         if not problem.interpreter and uses_worker(problem.bound.settings):
-            warm()  # comes up while the probe compiles; shared by both searches and later cases
+            # Comes up while the probe compiles; shared by both searches and later cases. Only a
+            # head start: if it fails, the first job starts the worker (and reports its trouble).
+            with contextlib.suppress(Exception):
+                warm()
         notes: list[str] = []
         seeds = usable_seeds(problem.bound, list(problem.seeds), notes)
         trim = _INTERPRETER if problem.interpreter else {}

@@ -165,6 +165,10 @@ def attach(search: Any) -> Any:
     return search
 
 
+class WorkerUnavailable(RuntimeError):
+    """This Helion lacks a seam the shared worker needs; nothing ran."""
+
+
 def isolates(bound: Any) -> bool:
     """Whether candidates of ``bound`` can run in the worker rather than in this process."""
     from .. import interpreter
@@ -176,13 +180,18 @@ def check_in_worker(compiled: Any, args: Any, expected: Any, atol: float, rtol: 
     """Runs ``compiled(*args)`` in the shared worker and compares it with ``expected`` there, as
     Helion checks its candidates: "" when it matches, else why not. A config that crashes (a CUDA
     illegal address poisons the process it runs in) takes the worker down, not this process; the
-    error (Helion's BenchmarkWorkerDied or the CUDA error) is raised here."""
+    error (Helion's BenchmarkWorkerDied or the CUDA error) is raised here. ``WorkerUnavailable``
+    when this Helion lacks the job, before anything runs."""
     import tempfile
     from pathlib import Path
 
     import torch
-    from helion.autotuner.benchmark_job import AccuracyCheckJob
-    from helion.autotuner.precompile_future import _serialize_compiled_fn
+
+    try:
+        from helion.autotuner.benchmark_job import AccuracyCheckJob
+        from helion.autotuner.precompile_future import _serialize_compiled_fn
+    except ImportError as exc:  # another Helion: the caller decides where to check instead
+        raise WorkerUnavailable(f"this Helion has no worker accuracy job ({exc})") from exc
 
     with tempfile.TemporaryDirectory(prefix="helion-tune-check-") as tmp:
         args_path, expected_path = str(Path(tmp) / "args.pt"), str(Path(tmp) / "expected.pt")
