@@ -131,3 +131,14 @@ def test_a_helion_without_the_accuracy_job_is_named_before_anything_runs(
     with pytest.raises(worker.WorkerUnavailable, match="no worker accuracy job"):
         worker.check_in_worker(lambda: None, (), None, atol=0.0, rtol=0.0)
     assert worker._worker is None or not worker.shared().alive()  # nothing was started
+
+
+def test_a_config_that_cannot_be_sent_to_the_worker_is_named_before_anything_runs(
+    fresh_worker: None,
+) -> None:
+    def nested() -> None:  # Helion serialises only module-level compiled functions
+        pass
+
+    with pytest.raises(worker.WorkerUnavailable, match="cannot be sent to the worker"):
+        worker.check_in_worker(nested, (torch.ones(2),), torch.ones(2), atol=0.0, rtol=0.0)
+    assert worker._worker is None  # no worker was started for it

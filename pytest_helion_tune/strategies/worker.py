@@ -2,8 +2,8 @@
 
 Helion 1.5 benchmarks candidates in a spawn subprocess (``BenchmarkWorker``) that each search
 starts and shuts down again. On an H100 its first job took 12.4-13.0 s (the subprocess imports
-torch and Helion and opens a CUDA context), a quarter of a ``seeded`` case, which runs two
-searches (``benchmarks/results/nvidia-h100-80gb-hbm3/overhead.md``). Here the project's searches
+torch and Helion and opens a CUDA context); ``seeded`` runs two searches, so 25 s of a 52 s case
+went to starting workers (``benchmarks/results/nvidia-h100-80gb-hbm3/overhead.md``). Here the project's searches
 (``seeded``, ``llm-seeded``, ``llm``) share one worker for the life of the process: the first
 search starts it as soon as it begins, so that it comes up while the first candidates compile, and
 every later search and case finds it ready. Helion's own searches run as Helion ships them.
@@ -166,7 +166,8 @@ def attach(search: Any) -> Any:
 
 
 class WorkerUnavailable(RuntimeError):
-    """This Helion lacks a seam the shared worker needs; nothing ran."""
+    """The worker cannot take this job (this Helion lacks a seam, or the job cannot be sent to
+    another process); nothing ran."""
 
 
 def isolates(bound: Any) -> bool:
@@ -195,14 +196,16 @@ def check_in_worker(compiled: Any, args: Any, expected: Any, atol: float, rtol: 
 
     with tempfile.TemporaryDirectory(prefix="helion-tune-check-") as tmp:
         args_path, expected_path = str(Path(tmp) / "args.pt"), str(Path(tmp) / "expected.pt")
-        torch.save(tuple(args), args_path)
-        torch.save(expected, expected_path)
+        try:  # what cannot cross to the worker (a closure in the inputs, a nested kernel) ...
+            torch.save(tuple(args), args_path)
+            torch.save(expected, expected_path)
+            spec = _serialize_compiled_fn(compiled)
+        except Exception as exc:  # ... is checked by the caller instead; nothing ran yet
+            raise WorkerUnavailable(
+                f"the config cannot be sent to the worker ({type(exc).__name__}: {exc})"
+            ) from exc
         job = AccuracyCheckJob(
-            fn_spec=_serialize_compiled_fn(compiled),
-            args_path=args_path,
-            baseline_path=expected_path,
-            atol=atol,
-            rtol=rtol,
+            fn_spec=spec, args_path=args_path, baseline_path=expected_path, atol=atol, rtol=rtol
         )
         worker = shared()
         try:
