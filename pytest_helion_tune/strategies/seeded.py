@@ -124,12 +124,6 @@ def _env(**values: str) -> Iterator[None]:
                 os.environ[k] = v
 
 
-def _finished(base: Path, config: Any) -> bool:
-    """Whether ``config`` finished accurate in a search's CSV log."""
-    target = _canonical_id(config)
-    return any(_canonical_id(c) == target for c in _best(base, 10**6))
-
-
 def _best(base: Path, count: int) -> list[Any]:
     """The ``count`` fastest distinct configs that finished accurate in a search's CSV log."""
     import helion
@@ -196,10 +190,11 @@ class SeededSearch:
                 self._run_helion(
                     problem, "FiniteSearch", {"configs": probe_configs}, probe_log, outcome, 0.0
                 )
-            probe_best = _best(probe_log, 3)
+            finished = _best(probe_log, len(probe_configs))  # the probe's log, read once
+            probe_best = finished[:3]
             # Only what finished in Helion's worker runs in this process: a config that crashed
             # there (a CUDA illegal address) would poison this process's CUDA context.
-            default_ran = _finished(probe_log, default)
+            default_ran = _canonical_id(default) in {_canonical_id(c) for c in finished}
             if not default_ran and not probe_best:
                 failed = describe_failures(outcome.failures) or "none finished"
                 raise StrategyError(
@@ -234,7 +229,7 @@ class SeededSearch:
                 return outcome
 
             lfbo_log = base.with_name(base.name + "-lfbo")
-            pinned = _best(probe_log, 5)
+            pinned = finished[:5]
             kwargs: dict[str, Any] = {
                 "copies": int(trim.get("copies", 2)),
                 "max_generations": int(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import threading
 from typing import Any
 
@@ -29,7 +30,6 @@ DEATHS_TO_STOP = 3
 
 _lock = threading.Lock()
 _worker: Any = None
-_provider_class: Any = None
 
 
 def _ready() -> bool:
@@ -56,6 +56,13 @@ def _forget_loaded_args() -> None:
             clear()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+def _forget(worker: Any) -> None:
+    """Has a live worker drop what a finished search or check loaded; never raises."""
+    with contextlib.suppress(Exception):
+        if worker.alive():
+            worker.run(_forget_loaded_args, timeout=FORGET_TIMEOUT_S)
 
 
 def _serial_worker() -> Any:
@@ -110,10 +117,8 @@ def uses_worker(settings: Any) -> bool:
     return bool(getattr(settings, "autotune_benchmark_subprocess", False))
 
 
+@functools.cache
 def _shared_provider_class() -> Any:
-    global _provider_class
-    if _provider_class is not None:
-        return _provider_class
     from helion.autotuner.benchmark_provider import LocalBenchmarkProvider
 
     class SharedWorkerProvider(LocalBenchmarkProvider):  # type: ignore[misc]
@@ -147,13 +152,10 @@ def _shared_provider_class() -> Any:
             worker = self._benchmark_worker
             if worker is not None and worker is _worker:
                 self._benchmark_worker = None  # kept for the next search, not shut down
-                with contextlib.suppress(Exception):
-                    if worker.alive():
-                        worker.run(_forget_loaded_args, timeout=FORGET_TIMEOUT_S)
+                _forget(worker)
             super().cleanup()
 
-    _provider_class = SharedWorkerProvider
-    return _provider_class
+    return SharedWorkerProvider
 
 
 def attach(search: Any) -> Any:
@@ -211,9 +213,7 @@ def check_in_worker(compiled: Any, args: Any, expected: Any, atol: float, rtol: 
         try:
             result = worker.run(job, timeout=START_TIMEOUT_S)
         finally:
-            with contextlib.suppress(Exception):
-                if worker.alive():
-                    worker.run(_forget_loaded_args, timeout=FORGET_TIMEOUT_S)
+            _forget(worker)
     return "" if result.ok else str(result.message or "outputs differ")
 
 
