@@ -4,8 +4,12 @@ talking openai-chat to a real HTTP server on 127.0.0.1 (tests/llm_server.py).
 
 from __future__ import annotations
 
+import csv
+import functools
 import json
+import math
 import os
+import re
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -34,7 +38,7 @@ from pytest_helion_tune.strategies import seeded
 from pytest_helion_tune.strategies.base import SearchOutcome, SearchProblem, Seed
 from pytest_helion_tune.strategies.helion_env import usable_seeds
 from pytest_helion_tune.strategies.llm import LLMBudget, LLMGuided, LLMSeeded
-from pytest_helion_tune.timing import WallClockTimer
+from pytest_helion_tune.timing import Timer, WallClockTimer
 
 interpreter.patch_libdevice()
 
@@ -111,10 +115,9 @@ def add_problem(llm: Any, seeds: Sequence[Seed] = (CACHED,), **kw: Any) -> Searc
         reference=lambda a, b: a + b,
         tolerance=Tolerance(atol=1e-5, rtol=1e-5),
         seeds=tuple(seeds),
-        timer=WallClockTimer(calls=1),
         interpreter=True,
         llm=llm,
-        **kw,
+        **{"timer": WallClockTimer(calls=1), **kw},
     )
 
 
@@ -521,3 +524,95 @@ def test_a_helion_search_cut_by_its_budget_says_so() -> None:
         line.startswith("test_k.py::test_softmax: budget spent after")
         for line in summary_lines([result])
     ), summary_lines([result])
+
+
+# -- seeded: the warm start ------------------------------------------------------------------
+
+
+def _generated(fn: Any, depth: int = 0) -> str:
+    """The source Helion generated for the kernel that ``fn`` ends up calling ("" if none)."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    code = getattr(fn, "__code__", None)
+    if code is not None and "torchinductor" in code.co_filename:
+        return Path(code.co_filename).read_text()
+    inner = [*(getattr(fn, "__defaults__", None) or ())]
+    inner += [c.cell_contents for c in getattr(fn, "__closure__", None) or ()]
+    for value in inner if depth < 3 else []:
+        if callable(value):
+            found = _generated(value, depth + 1)
+            if found:
+                return found
+    return ""
+
+
+class BlockTimer(Timer):
+    """A deterministic stand-in for a GPU clock for ``add`` on 256 elements: the latency grows
+    with the distance of the kernel's block size from ``fastest`` (read off the generated
+    launch grid), and nothing else matters."""
+
+    name = "block"
+
+    def __init__(self, fastest: int) -> None:
+        self.fastest = fastest
+
+    def sample(self, fn: Any, label: str) -> float:
+        fn()
+        launch = re.search(r"_launcher\(_helion_add, \((\d+),\)", _generated(fn))
+        assert launch, "no add kernel launch in the timed callable"
+        block = 256 // int(launch.group(1))
+        return 1.0 + abs(math.log2(block) - math.log2(self.fastest))
+
+
+@pytest.fixture
+def whole_probe(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every neighbour in the probe, not the interpreter's random four: the tests then do not
+    depend on which neighbours the search seed samples."""
+    monkeypatch.setitem(seeded._INTERPRETER, "neighbours", 1000)
+
+
+def warm_problem(fastest: int, tmp_path: Path) -> SearchProblem:
+    seeds = (Seed({"block_sizes": [16]}, "llm"), Seed({"block_sizes": [64]}, "cache: other shape"))
+    return add_problem(
+        None, seeds, timer=BlockTimer(fastest), log_path=str(tmp_path / "logs" / "add")
+    )
+
+
+def test_seeded_warm_starts_from_the_fastest_seed_and_stops_at_its_local_optimum(
+    tmp_path: Path,
+    whole_probe: None,
+) -> None:
+    """Rule 0 and rule 2 of ``seeded``: the seeds are benchmarked first and the fastest (here
+    the second seed given) is where the probe looks; when no neighbour beats it, no LFBO runs."""
+    problem = warm_problem(64, tmp_path)
+    outcome = seeded.SeededSearch().search(problem)
+
+    assert_runs(problem, outcome)
+    assert outcome.config["block_sizes"] == [64]
+    start = next(n for n in outcome.notes if n.startswith("start:"))
+    assert "of the default and 2 seeds was cache: other shape" in start, outcome.notes
+    assert outcome.notes[-1] == "stopped after the probe: no neighbour beats the start beyond noise"
+    logs = sorted(p.name for p in (tmp_path / "logs").glob("*.csv"))
+    assert logs == ["add-probe.csv", "add-seeds.csv"], logs  # no refinement ran
+    probed = [r["config"] for r in read_rows(tmp_path / "logs" / "add-probe.csv")]
+    assert probed and all(
+        "block_sizes=[32]" in c or "block_sizes=[64]" in c or "block_sizes=[128]" in c
+        for c in probed
+    ), probed  # around 64, not 16
+
+
+def test_seeded_warm_refines_when_the_neighbourhood_beats_the_start(
+    tmp_path: Path, whole_probe: None
+) -> None:
+    problem = warm_problem(128, tmp_path)  # a neighbour of the fastest seed (64) is faster still
+    outcome = seeded.SeededSearch().search(problem)
+
+    assert_runs(problem, outcome)
+    assert outcome.config["block_sizes"] == [128]
+    assert any(n.startswith("refined:") for n in outcome.notes), outcome.notes
+    assert (tmp_path / "logs" / "add-lfbo.csv").exists()
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return [r for r in csv.DictReader(handle) if r["status"] != "started"]

@@ -2,16 +2,20 @@
 decides in seconds whether anything beats the default; only then a short, seeded LFBO runs.
 
 Rules (stated, not tuned per kernel):
-1. Probe: Helion benchmarks the default config, every usable seed (cache entries, LLM
-   proposals) and the radius-1 pattern neighbours of the best-known start (one field changed,
-   or two block sizes), capped and sampled with the search seed. The probe is benchmarked in
-   full: Helion's budget check is off inside it, since Helion compiles the whole batch first and
-   a budget that runs out during compilation would leave it benchmarking one config. Instead a
-   budget sizes it: at most one neighbour per second of budget (``PROBE_NEIGHBOURS_PER_S``),
-   never fewer than ``PROBE_NEIGHBOURS_MIN``.
-2. Early stop: the probe's best three and the default are re-timed interleaved on the common
-   timer. Unless one beats the default by at least ``GAIN_TO_CONTINUE`` (1.5%, above the
-   re-timing noise), the search stops here and returns the faster of the default and that best.
+0. Start: without seeds the start is Helion's default config. With seeds (cache entries for
+   other shapes or an earlier source, LLM proposals) Helion first benchmarks the default and
+   every usable seed as one batch; the fastest of them is the start.
+1. Probe: Helion benchmarks the start's radius-1 pattern neighbours (one field changed, or two
+   block sizes), capped and sampled with the search seed (and, cold, the default itself). The
+   probe is benchmarked in full: Helion's budget check is off inside it, since Helion compiles
+   the whole batch first and a budget that runs out during compilation would leave it
+   benchmarking one config. Instead a budget sizes it: at most one neighbour per second of budget
+   (``PROBE_NEIGHBOURS_PER_S``), never fewer than ``PROBE_NEIGHBOURS_MIN``.
+2. Early stop: the default, the start and the best three that finished are re-timed interleaved
+   on the common timer. Unless the best beats the start by at least ``GAIN_TO_CONTINUE`` (1.5%,
+   above the re-timing noise), the search stops here and returns the fastest re-timed: cold,
+   nothing near the default beats it; warm, the best seed is already at a local optimum of its
+   neighbourhood, and a longer search is not worth its time.
 3. Refine: otherwise Helion's LFBOTreeSearch starts from the probe's best configs (pinned as
    seeds) with a plateau stop (a path ends after ``PATIENCE`` generations that improve the best by
    less than ``MIN_IMPROVEMENT``), one polish round and a short final shootout, inside the
@@ -124,13 +128,13 @@ def _env(**values: str) -> Iterator[None]:
                 os.environ[k] = v
 
 
-def _best(base: Path, count: int) -> list[Any]:
-    """The ``count`` fastest distinct configs that finished accurate in a search's CSV log."""
+def _best(bases: Sequence[Path], count: int) -> list[Any]:
+    """The ``count`` fastest distinct configs that finished accurate in these searches' CSV logs."""
     import helion
 
     out: list[Any] = []
     seen: set[str] = set()
-    for _ms, text in monitor.finished([base.with_suffix(".csv")]):
+    for _ms, text in monitor.finished([base.with_suffix(".csv") for base in bases]):
         if len(out) >= count:
             break
         if text in seen:
@@ -169,59 +173,83 @@ class SeededSearch:
         )
 
         with log_path(problem) as base:
-            probe_log = base.with_name(base.name + "-probe")
-            local = SearchProblem(
-                **{**problem.__dict__, "log_path": str(probe_log), "budget_s": None}
-            )
-            with prepared(local, []) as settings:
-                default = problem.bound.config_spec.default_config()
-                known: dict[str, Any] = {_canonical_id(default): default}
+            default = problem.bound.config_spec.default_config()
+            known: dict[str, Any] = {_canonical_id(default): default}
+            logs: list[Path] = []
+            start_config, start_source = default, "the default config"
+            if seeds:  # rule 0: the fastest of the default and the seeds is the start
+                source = {_canonical_id(c): s.source for s, c in seeds}
                 for _seed, config in seeds:
                     known.setdefault(_canonical_id(config), config)
-                start_config = seeds[0][1] if seeds else default
-                cap = probe_size(problem, bool(seeds))
-                neighbours = pattern_neighbours(problem.bound, start_config, settings)
-                random.Random(problem.seed).shuffle(neighbours)
-                for config in neighbours:
-                    if len(known) >= len(seeds) + 1 + cap:
-                        break
-                    known.setdefault(_canonical_id(config), config)
-                probe_configs = list(known.values())
-                self._run_helion(
-                    problem, "FiniteSearch", {"configs": probe_configs}, probe_log, outcome, 0.0
+                logs.append(base.with_name(base.name + "-seeds"))
+                self._finite(problem, list(known.values()), logs[-1], outcome, 0.0)
+                ranked = _best(logs, 1)
+                if ranked:
+                    start_config = ranked[0]
+                    start_source = source.get(_canonical_id(start_config), start_source)
+            start_id = _canonical_id(start_config)
+            probe_log = base.with_name(base.name + "-probe")
+            logs.append(probe_log)
+            cap = probe_size(problem, bool(seeds))
+            neighbours = pattern_neighbours(problem.bound, start_config, problem.bound.settings)
+            random.Random(problem.seed).shuffle(neighbours)
+            probe: dict[str, Any] = {} if seeds else dict(known)  # cold: the default, in the probe
+            for config in neighbours:
+                if len(probe) >= cap + (0 if seeds else 1):
+                    break
+                if _canonical_id(config) not in known:
+                    probe.setdefault(_canonical_id(config), config)
+            known.update(probe)
+            if probe:  # warm, a start without untried neighbours has nothing to probe
+                self._finite(
+                    problem, list(probe.values()), probe_log, outcome, time.perf_counter() - start
                 )
-            finished = _best(probe_log, len(probe_configs))  # the probe's log, read once
-            probe_best = finished[:3]
+            finished = _best(logs, len(known))  # the logs, read once
             # Only what finished in Helion's worker runs in this process: a config that crashed
             # there (a CUDA illegal address) would poison this process's CUDA context.
-            default_ran = _canonical_id(default) in {_canonical_id(c) for c in finished}
-            if not default_ran and not probe_best:
+            ran = {_canonical_id(c) for c in finished}
+            default_ran = _canonical_id(default) in ran
+            if not finished:
                 failed = describe_failures(outcome.failures) or "none finished"
                 raise StrategyError(
-                    f"strategy {self.name}: none of the probe's {len(probe_configs)} configs ran "
+                    f"strategy {self.name}: none of the probe's {len(known)} configs ran "
                     f"accurately ({failed})",
                     configs_tested=outcome.configs_tested,
                     failures=outcome.failures,
                 )
-            if default_ran:
-                contenders, baseline = [default, *probe_best], "default"
-            else:  # the probe's fastest stands in for the default as the baseline
+            pool = [default] if default_ran else []
+            if not default_ran:  # the fastest that ran stands in for the default as the baseline
                 notes.append("the default config failed in the probe; it is not re-timed")
-                contenders, baseline = probe_best, "the probe's fastest"
+            pool += [start_config] if start_id in ran else []
+            contenders = list({_canonical_id(c): c for c in [*pool, *finished[:3]]}.values())
+            baseline = "default" if default_ran else "the probe's fastest"
             times = self._retime(problem, timer, contenders, rounds)
             best = min(range(len(contenders)), key=lambda i: times[i])
             gain = times[0] / times[best] - 1 if times[best] > 0 else 0.0
-            notes.append(
-                f"probe: {len(probe_configs)} configs, best {gain * 100:+.1f}% vs {baseline} on the common timer"
+            at_start = next(
+                (i for i, c in enumerate(contenders) if _canonical_id(c) == start_id), 0
             )
-            final_pool = [contenders[0], contenders[best]]
+            gain_on_start = times[at_start] / times[best] - 1 if times[best] > 0 else 0.0
+            notes.append(
+                f"probe: {len(known)} configs, best {gain * 100:+.1f}% vs {baseline} on the common timer"
+            )
+            if seeds:
+                notes.append(
+                    f"start: the fastest of the default and {len(seeds)} seeds was "
+                    f"{start_source}; the probe's best is {gain_on_start * 100:+.1f}% vs it"
+                )
+            final_pool = list(
+                {_canonical_id(c): c for c in [contenders[0], contenders[best]]}.values()
+            )
             elapsed = time.perf_counter() - start
             remaining = None if problem.budget_s is None else problem.budget_s - elapsed
-            if gain < GAIN_TO_CONTINUE or (remaining is not None and remaining < 5):
+            if gain_on_start < GAIN_TO_CONTINUE or (remaining is not None and remaining < 5):
                 reason = (
-                    "the default is not beaten beyond noise"
-                    if gain < GAIN_TO_CONTINUE
-                    else "budget spent"
+                    "budget spent"
+                    if gain_on_start >= GAIN_TO_CONTINUE
+                    else "the default is not beaten beyond noise"
+                    if start_id == _canonical_id(default)
+                    else "no neighbour beats the start beyond noise"
                 )
                 notes.append(f"stopped after the probe: {reason}")
                 outcome.config = as_dict(contenders[best])
@@ -255,7 +283,7 @@ class SeededSearch:
                 lfbo_best = self._run_helion(
                     problem, "LFBOTreeSearch", kwargs, lfbo_log, outcome, elapsed
                 )
-            top = _best(lfbo_log, 4)
+            top = _best([lfbo_log], 4)
             seen = {_canonical_id(c) for c in final_pool}
             for config in [lfbo_best, *top]:
                 if _canonical_id(config) not in seen:
@@ -271,6 +299,19 @@ class SeededSearch:
             return outcome
 
     # -- pieces -----------------------------------------------------------------
+
+    def _finite(
+        self,
+        problem: SearchProblem,
+        configs: list[Any],
+        base: Path,
+        outcome: SearchOutcome,
+        offset_s: float,
+    ) -> None:
+        """Helion benchmarks exactly ``configs``, in full (no budget check inside the batch)."""
+        local = SearchProblem(**{**problem.__dict__, "log_path": str(base), "budget_s": None})
+        with prepared(local, []):
+            self._run_helion(problem, "FiniteSearch", {"configs": configs}, base, outcome, offset_s)
 
     def _run_helion(
         self,
