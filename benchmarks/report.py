@@ -147,6 +147,10 @@ def summarize(name: str, entry: dict[str, Any]) -> dict[str, Any]:
         out["seeded_vs_lfbo_ms"] = seeded["ms"] / lfbo["ms"]
     if seeded and lfbo and seeded["wall_s"] and lfbo["wall_s"]:
         out["seeded_vs_lfbo_s"] = seeded["wall_s"] / lfbo["wall_s"]
+    full = out["strategies"].get("lfbo-full")
+    if seeded and full and seeded["ms"] and full["ms"] and seeded["wall_s"] and full["wall_s"]:
+        out["seeded_vs_lfbo_full_ms"] = seeded["ms"] / full["ms"]
+        out["seeded_vs_lfbo_full_s"] = seeded["wall_s"] / full["wall_s"]
     warm = out["strategies"].get("seeded-warm")
     if warm and lfbo and warm["ms"] and lfbo["ms"]:
         out["warm_vs_lfbo_ms"] = warm["ms"] / lfbo["ms"]
@@ -294,6 +298,28 @@ def targets(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
             _target("warm seeded <= 1.00x LFBO quick at <= 1/10 of its time", "not measured", "")
         )
 
+    full = [s for s in summaries if "seeded_vs_lfbo_full_ms" in s]
+    if full:
+        gm = geomean([s["seeded_vs_lfbo_full_ms"] for s in full])
+        gs = geomean([s["seeded_vs_lfbo_full_s"] for s in full])
+        assert gm is not None and gs is not None
+        out.append(
+            _target(
+                "cold seeded geomean latency <= 1.00x LFBO at its default effort, where measured",
+                "met" if gm <= 1.0 else "missed",
+                f"latency {gm:.3f}x at {gs:.3f} of its wall time over {len(full)} case(s)",
+                [
+                    f"{s['case']}: {s['seeded_vs_lfbo_full_ms']:.3f}x ({_cause(s)})"
+                    for s in full
+                    if s["seeded_vs_lfbo_full_ms"] > 1.0
+                ]
+                if gm > 1.0
+                else [],
+            )
+        )
+    else:
+        out.append(_target("cold seeded <= 1.00x LFBO at its default effort", "not measured", ""))
+
     far = [s for s in both if s["seeded_vs_lfbo_ms"] > 1 + LFBO_SLACK]
     out.append(
         _target(
@@ -338,12 +364,25 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value * 100:+.1f}%"
 
 
+def commits(cases: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
+    """Which commits produced each strategy's results and the re-timings ("retime")."""
+    found: dict[str, set[str]] = {}
+    for entry in cases.values():
+        records = [*entry["strategies"].items(), ("retime", entry["retime"] or {})]
+        for strategy, record in records:
+            commit = (record.get("environment") or {}).get("git_commit")
+            if commit:
+                found.setdefault(strategy, set()).add(str(commit)[:12])
+    return {k: sorted(v) for k, v in sorted(found.items())}
+
+
 def markdown(
     summaries: list[dict[str, Any]],
     goals: list[dict[str, Any]],
     env: dict[str, Any],
     meta: dict[str, dict[str, Any]],
     skipped: list[str],
+    by_commit: dict[str, list[str]] | None = None,
 ) -> str:
     if env.get("interpreter"):
         timing = (
@@ -360,8 +399,13 @@ def markdown(
         "# Tuning benchmark results",
         "",
         f"Device: {env.get('device', '?')} {env.get('capability', '')}; helion {env.get('helion', '?')}, "
-        f"triton {env.get('triton', '?')}, torch {env.get('torch', '?')}; commit "
-        f"{str(env.get('git_commit', '?'))[:12]}. {timing} LFBO = Helion's LFBOTreeSearch at "
+        f"triton {env.get('triton', '?')}, torch {env.get('torch', '?')}; "
+        + (
+            "commits: " + "; ".join(f"{k} {', '.join(v)}" for k, v in by_commit.items())
+            if by_commit
+            else f"commit {str(env.get('git_commit', '?'))[:12]}"
+        )
+        + f". {timing} LFBO = Helion's LFBOTreeSearch at "
         "effort quick (lfbo-full: at its default effort, full); s = wall seconds; cfg = configs "
         "benchmarked; gain = default / strategy - 1.",
         "",
@@ -598,6 +642,7 @@ def build(results: Path, out_dir: Path | None = None) -> dict[str, Any]:
         "schema": 1,
         "generated_at": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "environments": list(envs.values()),
+        "commits": commits(cases),
         "peaks": peaks,
         "thresholds": {
             "weak_gain": WEAK_GAIN,
@@ -617,7 +662,9 @@ def build(results: Path, out_dir: Path | None = None) -> dict[str, Any]:
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "results.json").write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
-    (out_dir / "results.md").write_text(markdown(summaries, goals, env, meta, skipped))
+    (out_dir / "results.md").write_text(
+        markdown(summaries, goals, env, meta, skipped, commits(cases))
+    )
     plots = out_dir / "plots"
     plots.mkdir(exist_ok=True)
     for s in summaries:

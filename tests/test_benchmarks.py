@@ -353,6 +353,22 @@ def test_report_targets_tables_and_plots(tmp_path: Path) -> None:
     )
     warm = goals["warm seeded <= 1.00x LFBO quick latency at <= 1/10 of its time (geomeans)"]
     assert warm["status"] == "met", warm  # 10 s of 150 s, and never behind LFBO
+    full = goals["cold seeded <= 1.00x LFBO at its default effort"]
+    assert full["status"] == "not measured"  # no lfbo-full yet; now one case, seeded behind
+    _fake_case(
+        tmp_path,
+        "withfull",
+        1.0,
+        {"seeded": 0.90, "lfbo": 0.90, "lfbo-full": 0.88},
+        {**secs, "lfbo-full": 400.0},
+    )
+    doc = report.build(tmp_path)
+    goals = {g["target"]: g for g in doc["targets"]}
+    full = goals["cold seeded geomean latency <= 1.00x LFBO at its default effort, where measured"]
+    assert full["status"] == "missed"
+    assert full["detail"] == "latency 1.023x at 0.050 of its wall time over 1 case(s)"
+    assert full["misses"] == ["withfull: 1.023x (seeded notes)"]
+    assert doc["commits"] == {}  # the fake records carry no commit
     md = (tmp_path / "results.md").read_text()
     assert (
         "| weak0 fp16 | 1.0000 | 1.5000 | 0.8900 / 150 / 42 | 0.8800 / 20 / 42 | 0.989 | 0.13 | +12.4% | 0.57 |"
@@ -365,6 +381,24 @@ def test_report_targets_tables_and_plots(tmp_path: Path) -> None:
         assert root.tag.endswith("svg")
         assert svg.count("<polyline") == 3
     assert json.loads((tmp_path / "results.json").read_text())["cases"][0]["strategies"]
+
+
+def test_report_names_the_commits_behind_each_strategy_and_the_retimes() -> None:
+    def record(commit: str) -> dict[str, Any]:
+        return {"environment": {"git_commit": commit}}
+
+    cases = {
+        "a": {
+            "strategies": {"seeded": record("28414ea"), "seeded-warm": record("4698464aa")},
+            "retime": record("4698464aa"),
+        },
+        "b": {"strategies": {"seeded": record("bcdd74f"), "lfbo": {}}, "retime": None},
+    }
+    assert report.commits(cases) == {
+        "retime": ["4698464aa"],
+        "seeded": ["28414ea", "bcdd74f"],
+        "seeded-warm": ["4698464aa"],
+    }
 
 
 def test_suite_under_xdist_one_case_per_test_and_one_device_lock(tmp_path: Path) -> None:
