@@ -8,7 +8,8 @@
 #
 # Environment: CASES (BENCH_CASES, default quick), STRATEGIES (default "default,seeded"),
 # WORKERS (default "2 4"), RUN_TIMEOUT_S (per pytest run, default 400), GIT_COMMIT, OUT,
-# EXTRA_ARGS (more run.py arguments; --interpreter tries it on a CPU).
+# EXTRA_ARGS (more run.py arguments; --interpreter tries it on a CPU), ARCHIVE (a .tar.gz of OUT
+# written after every run: the device tool returns only so many files, and one archive is one).
 # Compare the runs with: python benchmarks/xdist_compare.py OUT
 set -u -o pipefail
 OUT=${OUT:-xdist-scaling}
@@ -34,4 +35,7 @@ json.dump({"workers": int(n), "wall_s": float(end) - float(start), "returncode":
 EOF
   echo "-n $n: rc=$rc wall=$(python3 -c "print(round($end-$start,1))") s"
   tail -3 "$OUT/n$n-log.txt"
+  if [ -n "${ARCHIVE:-}" ]; then
+    tar czf "$ARCHIVE" -C "$(dirname "$OUT")" "$(basename "$OUT")"
+  fi
 done
