@@ -83,6 +83,26 @@ def test_helion_searches_with_the_seam_keep_the_shared_worker(fresh_worker: None
             assert worker.shared().run(os.getpid, timeout=60) == pid
 
 
+@pytest.mark.parametrize("value", ["0", "off"])
+def test_the_shared_worker_can_be_switched_off(
+    value: str, monkeypatch: pytest.MonkeyPatch, fresh_worker: None
+) -> None:
+    """``HELION_TUNE_SHARED_WORKER=0``: searches keep Helion's own provider (a worker each)."""
+    from helion.autotuner import search_algorithms
+    from helion.autotuner.benchmark_provider import LocalBenchmarkProvider
+
+    x = torch.randn(64)
+    bound = double.bind((x,))
+    configs = [bound.config_spec.default_config(), helion.Config(block_sizes=[16])]
+    monkeypatch.setenv("HELION_TUNE_SHARED_WORKER", value)
+    assert not worker.enabled()
+    search = worker.attach(search_algorithms["FiniteSearch"](bound, (x,), configs=configs))
+    assert search._benchmark_provider_cls is LocalBenchmarkProvider
+    monkeypatch.setenv("HELION_TUNE_SHARED_WORKER", "1")
+    search = worker.attach(search_algorithms["FiniteSearch"](bound, (x,), configs=configs))
+    assert search._benchmark_provider_cls.__name__ == "SharedWorkerProvider"
+
+
 @pytest.mark.skipif(not interpreter.active(), reason="runs the kernel under TRITON_INTERPRET=1")
 def test_a_config_is_checked_in_the_worker_against_the_reference(fresh_worker: None) -> None:
     """What a case whose every candidate failed uses on a GPU to try the default config without

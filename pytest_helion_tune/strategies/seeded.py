@@ -44,7 +44,7 @@ from ..timing import CudaTimer, Timer, WallClockTimer
 from .base import SearchOutcome, SearchProblem, TracePoint
 from .helion_env import prepared, usable_seeds
 from .helion_search import collected_metrics, log_path, metrics_outcome
-from .worker import attach, uses_worker, warm
+from .worker import attach, enabled, uses_worker, warm
 
 GAIN_TO_CONTINUE = 0.015
 MIN_IMPROVEMENT = 0.005
@@ -157,7 +157,7 @@ class SeededSearch:
 
     def search(self, problem: SearchProblem) -> SearchOutcome:
         start = time.perf_counter()
-        if not problem.interpreter and uses_worker(problem.bound.settings):
+        if enabled() and not problem.interpreter and uses_worker(problem.bound.settings):
             # Comes up while the probe compiles; shared by both searches and later cases. Only a
             # head start: if it fails, the first job starts the worker (and reports its trouble).
             with contextlib.suppress(Exception):

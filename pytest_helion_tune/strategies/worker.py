@@ -8,6 +8,9 @@ went to starting workers (``benchmarks/results/nvidia-h100-80gb-hbm3/overhead.md
 search starts it as soon as it begins, so that it comes up while the first candidates compile, and
 every later search and case finds it ready. Helion's own searches run as Helion ships them.
 
+``HELION_TUNE_SHARED_WORKER=0`` turns this off: every search then starts and stops its own
+worker, as Helion ships it (to compare the two, or where a shared worker misbehaves).
+
 The worker keeps Helion's guarantees: a candidate that hangs or poisons the CUDA context is killed
 with the worker, and the next job starts a fresh one. Between searches the worker drops the inputs
 and reference outputs it loaded, so they do not pile up in GPU memory over a long session.
@@ -18,6 +21,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import functools
+import os
 import threading
 from typing import Any
 
@@ -117,6 +121,16 @@ def uses_worker(settings: Any) -> bool:
     return bool(getattr(settings, "autotune_benchmark_subprocess", False))
 
 
+def enabled() -> bool:
+    """Whether the project's searches share one worker (``HELION_TUNE_SHARED_WORKER``, default on)."""
+    return os.environ.get("HELION_TUNE_SHARED_WORKER", "1").strip().lower() not in {
+        "0",
+        "false",
+        "no",
+        "off",
+    }
+
+
 @functools.cache
 def _shared_provider_class() -> Any:
     from helion.autotuner.benchmark_provider import LocalBenchmarkProvider
@@ -162,7 +176,7 @@ def attach(search: Any) -> Any:
     """Makes a Helion search use the shared worker; a Helion without the seam runs unchanged."""
     from helion.autotuner.benchmark_provider import LocalBenchmarkProvider
 
-    if getattr(search, "_benchmark_provider_cls", None) is LocalBenchmarkProvider:
+    if enabled() and getattr(search, "_benchmark_provider_cls", None) is LocalBenchmarkProvider:
         search._benchmark_provider_cls = _shared_provider_class()
     return search
 
