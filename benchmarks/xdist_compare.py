@@ -21,19 +21,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run import read_json  # run.py imports only the standard library at its top
+
 # A case holds its GPU's lock for its whole run.py (tens of seconds); shorter waits are the lock's
 # own bookkeeping, not another worker's case. Same threshold as gpu_evidence.py's lock check.
 SHARED_WAIT_S = 1.0
 TARGET_SHARE = 0.9  # target: speed-up >= 0.9 x the number of GPUs
 MISSING = "missing"
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def read_jsonl(path: Path) -> tuple[list[dict[str, Any]], int]:
