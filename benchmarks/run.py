@@ -727,12 +727,14 @@ class Bench:
         return self._peaks
 
     def estimate(self, case: Any, spec: StrategySpec) -> float:
-        """Likely wall time of a run: this case's own record, MEASURED.md, this strategy elsewhere."""
+        """Likely wall time of a run: this case's own record (for a warm run without one, this
+        case's cold run of the same search), MEASURED.md, this strategy elsewhere."""
         if self.interpreter:
             return 5.0
-        own = read_json(result_path(self.results, case.name, spec.name))
-        if own and own.get("status") == "ok" and not own.get("budget_capped"):
-            return float(own["wall_s"]) * 1.1
+        for name in [spec.name, *([spec.registry] if spec.warm and spec.registry else [])]:
+            own = read_json(result_path(self.results, case.name, name))
+            if own and own.get("status") == "ok" and not own.get("budget_capped"):
+                return float(own["wall_s"]) * 1.1
         if spec.name in case.expected_s:
             return float(case.expected_s[spec.name]) * 1.1
         seen = []

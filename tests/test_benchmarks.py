@@ -234,6 +234,24 @@ def test_one_command_end_to_end_then_resume_then_report(tmp_path: Path, harness_
         ET.fromstring((out / "plots" / f"{case['name']}.svg").read_text())
 
 
+def test_a_warm_run_is_expected_to_take_its_own_case_s_cold_time(tmp_path: Path) -> None:
+    """The deadline guard's estimate: a warm run with no record of its own takes this case's
+    cold run of the same search, not the slowest warm run of other cases (a 236 s warm run once
+    made the guard skip seven cases whose cold runs took 4-55 s)."""
+    bench = run.Bench.__new__(run.Bench)
+    bench.interpreter, bench.results = False, tmp_path
+    warm = run.STRATEGIES["seeded-warm"]
+    slow, quick = cases.BY_NAME["matmul_16x4096x4096"], cases.BY_NAME["rms_norm_8192x8192"]
+    run.write_json(
+        run.result_path(tmp_path, slow.name, "seeded-warm"), {"status": "ok", "wall_s": 236.0}
+    )
+    run.write_json(
+        run.result_path(tmp_path, quick.name, "seeded"), {"status": "ok", "wall_s": 20.0}
+    )
+    assert bench.estimate(quick, warm) == pytest.approx(22.0)
+    assert bench.estimate(slow, warm) == pytest.approx(236.0 * 1.1)
+
+
 def test_deadline_skips_and_records_instead_of_starting(harness_env: None, tmp_path: Path) -> None:
     argv = ["--interpreter", "--cases", "softmax_4096x8192", "--strategies", "default,lfbo"]
     assert run.main([*argv, "--deadline-s", "1", "--results-dir", str(tmp_path)]) == 0
