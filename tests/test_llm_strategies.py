@@ -602,6 +602,22 @@ def test_seeded_warm_starts_from_the_fastest_seed_and_stops_at_its_local_optimum
     ), probed  # around 64, not 16
 
 
+def test_seeded_with_a_seed_equal_to_the_default_has_no_seeds_batch(tmp_path: Path) -> None:
+    """A seed that is the default config (a cached entry tuned where nothing beat the default)
+    leaves one config for rule 0: no batch runs for it (Helion's FiniteSearch refuses fewer than
+    two configs; the example project once failed here), and the probe starts at the default."""
+    bound = add.bind((torch.randn(256), torch.randn(256)))
+    default = dict(bound.config_spec.default_config().config)
+    problem = add_problem(
+        None, (Seed(default, "cache: other shape"),), log_path=str(tmp_path / "logs" / "add")
+    )
+    outcome = seeded.SeededSearch().search(problem)
+
+    assert_runs(problem, outcome)
+    assert [p.name for p in (tmp_path / "logs").glob("*-seeds.csv")] == []
+    assert any("of the default and 1 seeds was the default config" in n for n in outcome.notes)
+
+
 def test_seeded_warm_refines_when_the_neighbourhood_beats_the_start(
     tmp_path: Path, whole_probe: None
 ) -> None:

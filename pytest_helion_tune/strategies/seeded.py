@@ -5,8 +5,8 @@ Rules (stated, not tuned per kernel):
 0. Start: without seeds the start is Helion's default config. With seeds (cache entries for
    other shapes or an earlier source, LLM proposals) Helion first benchmarks the default and
    every usable seed as one batch; the fastest of them is the start.
-1. Probe: Helion benchmarks the start's radius-1 pattern neighbours (one field changed, or two
-   block sizes), capped and sampled with the search seed (and, cold, the default itself). The
+1. Probe: Helion benchmarks the start and its radius-1 pattern neighbours (one field changed, or
+   two block sizes), capped and sampled with the search seed. The
    probe is benchmarked in full: Helion's budget check is off inside it, since Helion compiles
    the whole batch first and a budget that runs out during compilation would leave it
    benchmarking one config. Instead a budget sizes it: at most one neighbour per second of budget
@@ -177,10 +177,10 @@ class SeededSearch:
             known: dict[str, Any] = {_canonical_id(default): default}
             logs: list[Path] = []
             start_config, start_source = default, "the default config"
-            if seeds:  # rule 0: the fastest of the default and the seeds is the start
+            for _seed, config in seeds:
+                known.setdefault(_canonical_id(config), config)
+            if len(known) > 1:  # rule 0: the fastest of the default and the seeds is the start
                 source = {_canonical_id(c): s.source for s, c in seeds}
-                for _seed, config in seeds:
-                    known.setdefault(_canonical_id(config), config)
                 logs.append(base.with_name(base.name + "-seeds"))
                 self._finite(problem, list(known.values()), logs[-1], outcome, 0.0)
                 ranked = _best(logs, 1)
@@ -193,14 +193,14 @@ class SeededSearch:
             cap = probe_size(problem, bool(seeds))
             neighbours = pattern_neighbours(problem.bound, start_config, problem.bound.settings)
             random.Random(problem.seed).shuffle(neighbours)
-            probe: dict[str, Any] = {} if seeds else dict(known)  # cold: the default, in the probe
+            probe: dict[str, Any] = {start_id: start_config}  # compared within the batch
             for config in neighbours:
-                if len(probe) >= cap + (0 if seeds else 1):
+                if len(probe) >= cap + 1:
                     break
                 if _canonical_id(config) not in known:
                     probe.setdefault(_canonical_id(config), config)
             known.update(probe)
-            if probe:  # warm, a start without untried neighbours has nothing to probe
+            if len(probe) > 1 or len(logs) == 1:  # not when only the start, benchmarked already
                 self._finite(
                     problem, list(probe.values()), probe_log, outcome, time.perf_counter() - start
                 )
@@ -308,7 +308,9 @@ class SeededSearch:
         outcome: SearchOutcome,
         offset_s: float,
     ) -> None:
-        """Helion benchmarks exactly ``configs``, in full (no budget check inside the batch)."""
+        """Helion benchmarks exactly ``configs``, in full (no budget check inside the batch).
+        Helion's FiniteSearch takes no fewer than two configs: a lone config goes in twice."""
+        configs = configs * 2 if len(configs) == 1 else configs
         local = SearchProblem(**{**problem.__dict__, "log_path": str(base), "budget_s": None})
         with prepared(local, []):
             self._run_helion(problem, "FiniteSearch", {"configs": configs}, base, outcome, offset_s)
