@@ -173,25 +173,32 @@ def _cause(summary: dict[str, Any], strategy: str = "seeded") -> str:
     return "; ".join(notes) if notes else "no notes recorded"
 
 
+def _latency_target(name: str, rows: list[dict[str, Any]], key: str, detail: str) -> dict[str, Any]:
+    """A geomean-of-ratios latency target over ``rows`` (each has ``key``): met at <= 1.00x;
+    when missed, each case over 1.00x with its cause. ``{g}`` in ``detail`` is the geomean."""
+    g = geomean([s[key] for s in rows])
+    assert g is not None
+    return _target(
+        name,
+        "met" if g <= 1.0 else "missed",
+        detail.format(g=g),
+        [f"{s['case']}: {s[key]:.3f}x ({_cause(s)})" for s in rows if s[key] > 1.0]
+        if g > 1.0
+        else [],
+    )
+
+
 def targets(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The issue's targets, each met, missed (with the cases and causes) or not measured."""
     out = []
     both = [s for s in summaries if "seeded_vs_lfbo_ms" in s]
     if both:
-        g = geomean([s["seeded_vs_lfbo_ms"] for s in both])
-        assert g is not None
         out.append(
-            _target(
+            _latency_target(
                 "cold seeded geomean latency <= 1.00x LFBO quick",
-                "met" if g <= 1.0 else "missed",
-                f"{g:.3f}x over {len(both)} cases",
-                [
-                    f"{s['case']}: {s['seeded_vs_lfbo_ms']:.3f}x ({_cause(s)})"
-                    for s in both
-                    if s["seeded_vs_lfbo_ms"] > 1.0
-                ]
-                if g > 1.0
-                else [],
+                both,
+                "seeded_vs_lfbo_ms",
+                f"{{g:.3f}}x over {len(both)} cases",
             )
         )
     else:
@@ -300,21 +307,14 @@ def targets(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
     full = [s for s in summaries if "seeded_vs_lfbo_full_ms" in s]
     if full:
-        gm = geomean([s["seeded_vs_lfbo_full_ms"] for s in full])
         gs = geomean([s["seeded_vs_lfbo_full_s"] for s in full])
-        assert gm is not None and gs is not None
+        assert gs is not None
         out.append(
-            _target(
+            _latency_target(
                 "cold seeded geomean latency <= 1.00x LFBO at its default effort, where measured",
-                "met" if gm <= 1.0 else "missed",
-                f"latency {gm:.3f}x at {gs:.3f} of its wall time over {len(full)} case(s)",
-                [
-                    f"{s['case']}: {s['seeded_vs_lfbo_full_ms']:.3f}x ({_cause(s)})"
-                    for s in full
-                    if s["seeded_vs_lfbo_full_ms"] > 1.0
-                ]
-                if gm > 1.0
-                else [],
+                full,
+                "seeded_vs_lfbo_full_ms",
+                f"latency {{g:.3f}}x at {gs:.3f} of its wall time over {len(full)} case(s)",
             )
         )
     else:

@@ -96,6 +96,8 @@ def test_the_shared_worker_can_be_switched_off(
     configs = [bound.config_spec.default_config(), helion.Config(block_sizes=[16])]
     monkeypatch.setenv("HELION_TUNE_SHARED_WORKER", value)
     assert not worker.enabled()
+    worker.warm()
+    assert worker._worker is None  # no head start for a worker nobody will use
     search = worker.attach(search_algorithms["FiniteSearch"](bound, (x,), configs=configs))
     assert search._benchmark_provider_cls is LocalBenchmarkProvider
     monkeypatch.setenv("HELION_TUNE_SHARED_WORKER", "1")

@@ -44,7 +44,7 @@ from ..timing import CudaTimer, Timer, WallClockTimer
 from .base import SearchOutcome, SearchProblem, TracePoint
 from .helion_env import prepared, usable_seeds
 from .helion_search import collected_metrics, log_path, metrics_outcome
-from .worker import attach, enabled, uses_worker, warm
+from .worker import attach, uses_worker, warm
 
 GAIN_TO_CONTINUE = 0.015
 MIN_IMPROVEMENT = 0.005
@@ -128,6 +128,14 @@ def _env(**values: str) -> Iterator[None]:
                 os.environ[k] = v
 
 
+def _unique(configs: Sequence[Any]) -> list[Any]:
+    """``configs`` without repeats (the same canonical config), in first-seen order."""
+    out: dict[str, Any] = {}
+    for config in configs:
+        out.setdefault(_canonical_id(config), config)
+    return list(out.values())
+
+
 def _best(bases: Sequence[Path], count: int) -> list[Any]:
     """The ``count`` fastest distinct configs that finished accurate in these searches' CSV logs."""
     import helion
@@ -157,7 +165,7 @@ class SeededSearch:
 
     def search(self, problem: SearchProblem) -> SearchOutcome:
         start = time.perf_counter()
-        if enabled() and not problem.interpreter and uses_worker(problem.bound.settings):
+        if not problem.interpreter and uses_worker(problem.bound.settings):
             # Comes up while the probe compiles; shared by both searches and later cases. Only a
             # head start: if it fails, the first job starts the worker (and reports its trouble).
             with contextlib.suppress(Exception):
@@ -174,7 +182,8 @@ class SeededSearch:
 
         with log_path(problem) as base:
             default = problem.bound.config_spec.default_config()
-            known: dict[str, Any] = {_canonical_id(default): default}
+            default_id = _canonical_id(default)
+            known: dict[str, Any] = {default_id: default}
             logs: list[Path] = []
             start_config, start_source = default, "the default config"
             for _seed, config in seeds:
@@ -208,7 +217,7 @@ class SeededSearch:
             # Only what finished in Helion's worker runs in this process: a config that crashed
             # there (a CUDA illegal address) would poison this process's CUDA context.
             ran = {_canonical_id(c) for c in finished}
-            default_ran = _canonical_id(default) in ran
+            default_ran = default_id in ran
             if not finished:
                 failed = describe_failures(outcome.failures) or "none finished"
                 raise StrategyError(
@@ -221,7 +230,7 @@ class SeededSearch:
             if not default_ran:  # the fastest that ran stands in for the default as the baseline
                 notes.append("the default config failed in the probe; it is not re-timed")
             pool += [start_config] if start_id in ran else []
-            contenders = list({_canonical_id(c): c for c in [*pool, *finished[:3]]}.values())
+            contenders = _unique([*pool, *finished[:3]])
             baseline = "default" if default_ran else "the probe's fastest"
             times = self._retime(problem, timer, contenders, rounds)
             best = min(range(len(contenders)), key=lambda i: times[i])
@@ -238,9 +247,6 @@ class SeededSearch:
                     f"start: the fastest of the default and {len(seeds)} seeds was "
                     f"{start_source}; the probe's best is {gain_on_start * 100:+.1f}% vs it"
                 )
-            final_pool = list(
-                {_canonical_id(c): c for c in [contenders[0], contenders[best]]}.values()
-            )
             elapsed = time.perf_counter() - start
             remaining = None if problem.budget_s is None else problem.budget_s - elapsed
             if gain_on_start < GAIN_TO_CONTINUE or (remaining is not None and remaining < 5):
@@ -248,7 +254,7 @@ class SeededSearch:
                     "budget spent"
                     if gain_on_start >= GAIN_TO_CONTINUE
                     else "the default is not beaten beyond noise"
-                    if start_id == _canonical_id(default)
+                    if start_id == default_id
                     else "no neighbour beats the start beyond noise"
                 )
                 notes.append(f"stopped after the probe: {reason}")
@@ -284,11 +290,7 @@ class SeededSearch:
                     problem, "LFBOTreeSearch", kwargs, lfbo_log, outcome, elapsed
                 )
             top = _best([lfbo_log], 4)
-            seen = {_canonical_id(c) for c in final_pool}
-            for config in [lfbo_best, *top]:
-                if _canonical_id(config) not in seen:
-                    seen.add(_canonical_id(config))
-                    final_pool.append(config)
+            final_pool = _unique([contenders[0], contenders[best], lfbo_best, *top])
             times = self._retime(problem, timer, final_pool, rounds)
             best = min(range(len(final_pool)), key=lambda i: times[i])
             notes.append(

@@ -100,7 +100,10 @@ def shared() -> Any:
 
 
 def warm() -> None:
-    """Starts the shared worker in the background unless it is running (returns at once)."""
+    """Starts the shared worker in the background unless it is running or switched off
+    (returns at once)."""
+    if not enabled():
+        return
     worker = shared()
     with worker._serial:
         if worker.alive():
