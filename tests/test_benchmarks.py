@@ -452,3 +452,30 @@ def test_suite_under_xdist_one_case_per_test_and_one_device_lock(tmp_path: Path)
     for case in ("rms_norm_8192x8192", "rms_norm_256x65536"):
         assert records[f"{case}__default"]["status"] == "ok"
         assert records[f"{case}__retime"]["default_ms"] > 0
+
+
+def test_job_times_pair_each_sent_candidate_with_its_answer(tmp_path: Path) -> None:
+    from benchmarks import job_times
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    header = "run_id,timestamp_s,config_id,generation,status,perf_ms,compile_time_s,config\n"
+    rows = [  # two jobs of 0.1 s, one failure of 3 s, a status row and a job still running
+        "r,0.50,a,0,started,,0.1,C",
+        "r,0.60,a,0,ok,0.02,0.1,C",
+        "r,0.60,b,0,started,,0.1,C",
+        "r,3.60,b,0,error,,0.1,C",
+        "r,3.60,c,0,started,,0.1,C",
+        "r,3.70,c,0,ok,0.03,0.1,C",
+        "r,3.70,,0,status,,,",
+        "r,3.70,d,0,started,,0.1,C",
+    ]
+    (logs / "k__seeded-probe.csv").write_text(header + "\n".join(rows) + "\n", encoding="utf-8")
+    (row,) = [job_times.summarise(p) for p in job_times.csv_files([logs])]
+    assert row["jobs"] == 3 and row["failed"] == 1
+    assert row["median_s"] == pytest.approx(0.1) and row["failed_s"] == pytest.approx(3.0)
+    out = tmp_path / "jobs.json"
+    assert job_times.main([str(logs), "--json", str(out)]) == 0
+    assert json.loads(out.read_text())[0]["search"] == "k__seeded-probe"
+    with pytest.raises(SystemExit):
+        job_times.main([str(tmp_path / "missing")])

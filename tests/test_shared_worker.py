@@ -47,6 +47,28 @@ def test_a_job_that_kills_the_worker_costs_only_that_job(fresh_worker: None) -> 
     assert isinstance(after, int) and after != before
 
 
+def test_jobs_run_under_the_triton_variables_of_when_they_are_sent(
+    fresh_worker: None, monkeypatch: pytest.MonkeyPatch, tmp_path: os.PathLike[str]
+) -> None:
+    """The worker is spawned before Helion sets TRITON_CACHE_DIR (at a kernel's first compile) or
+    points it at a search's temporary directory; its jobs must look where the precompile step
+    wrote, or every candidate compiles again in the worker."""
+    monkeypatch.delenv("TRITON_CACHE_DIR", raising=False)
+    monkeypatch.setenv("TRITON_HELION_TUNE_PROBE", "at-spawn")
+    read = functools.partial(os.getenv, "TRITON_CACHE_DIR")
+    assert worker.shared().run(read, timeout=120) is None  # spawned with no cache dir
+    for where in ("first-search", "second-search"):
+        monkeypatch.setenv("TRITON_CACHE_DIR", os.path.join(tmp_path, where))
+        assert worker.shared().run(read, timeout=60) == os.path.join(tmp_path, where)
+    monkeypatch.delenv("TRITON_HELION_TUNE_PROBE")  # unset here: unset there too
+    probe = functools.partial(os.getenv, "TRITON_HELION_TUNE_PROBE")
+    assert worker.shared().run(probe, timeout=60) is None
+    monkeypatch.setenv("HELION_TUNE_NOT_FORWARDED", "x")  # only TRITON_* travels
+    assert (
+        worker.shared().run(functools.partial(os.getenv, "HELION_TUNE_NOT_FORWARDED"), 60) is None
+    )
+
+
 @helion.kernel(static_shapes=True)
 def double(x: torch.Tensor) -> torch.Tensor:
     out = torch.empty_like(x)

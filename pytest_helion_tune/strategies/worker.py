@@ -11,6 +11,14 @@ every later search and case finds it ready. Helion's own searches run as Helion 
 ``HELION_TUNE_SHARED_WORKER=0`` turns this off: every search then starts and stops its own
 worker, as Helion ships it (to compare the two, or where a shared worker misbehaves).
 
+Helion's own worker is spawned inside the search that uses it, so it inherits the environment that
+search compiles under; above all ``TRITON_CACHE_DIR``, which Helion sets at a kernel's first
+compilation (and ``BoundKernel.autotune`` points at a temporary directory for the search). A worker
+kept across searches was spawned earlier, under another one: its jobs then missed the cache the
+precompile step had filled and compiled every candidate again (0.2-0.8 s a job on an H100, and
+3-8 s for each config that compiles and then fails to launch). So every job here carries the
+parent's ``TRITON_*`` variables as they are when it is sent, and the worker takes them on first.
+
 The worker keeps Helion's guarantees: a candidate that hangs or poisons the CUDA context is killed
 with the worker, and the next job starts a fresh one. Between searches the worker drops the inputs
 and reference outputs it loaded, so they do not pile up in GPU memory over a long session.
@@ -20,6 +28,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import functools
 import os
 import threading
@@ -34,6 +43,31 @@ DEATHS_TO_STOP = 3
 
 _lock = threading.Lock()
 _worker: Any = None
+
+
+# The environment a job runs under in the worker is the parent's, for the variables that decide
+# where Triton reads and writes compiled kernels and what it stores there.
+FORWARDED_PREFIX = "TRITON_"
+
+
+def _forwarded_env() -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(FORWARDED_PREFIX)))
+
+
+@dataclasses.dataclass(frozen=True)
+class InSendersEnvironment:
+    """A worker job run under the sender's ``TRITON_*`` variables as they were when it was sent
+    (set where the sender has them, removed where it has not)."""
+
+    job: Any
+    env: tuple[tuple[str, str], ...]
+
+    def __call__(self) -> Any:
+        wanted = dict(self.env)
+        for name in [n for n in os.environ if n.startswith(FORWARDED_PREFIX) and n not in wanted]:
+            del os.environ[name]
+        os.environ.update(wanted)
+        return self.job()
 
 
 def _ready() -> bool:
@@ -83,7 +117,7 @@ def _serial_worker() -> Any:
         def run(self, job: Any, timeout: float) -> Any:
             with self._serial:  # a job's timeout starts when it is sent, not while it waits
                 try:
-                    return super().run(job, timeout)
+                    return super().run(InSendersEnvironment(job, _forwarded_env()), timeout)
                 finally:
                     self.deaths_in_a_row = 0 if self.alive() else self.deaths_in_a_row + 1
 

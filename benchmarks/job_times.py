@@ -1,0 +1,108 @@
+"""How long each benchmark job took, from Helion's per-candidate CSV logs.
+
+Helion writes a ``started`` row when it sends a candidate to its benchmark worker and an ``ok`` or
+``error`` row when the answer comes back; jobs run one at a time, so the gap is the job: loading
+the compiled kernel in the worker (or compiling it there, when the worker misses the cache the
+precompile step filled), the accuracy check and the timing itself. Usage::
+
+    python benchmarks/job_times.py LOGDIR_OR_CSV [...] [--json OUT.json]
+
+prints one markdown row per search (CSV file): jobs, median and 90th-percentile job time, the
+failed jobs and the seconds they cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+DONE = {"ok", "error"}
+
+
+def job_seconds(rows: Iterable[dict[str, str]]) -> list[tuple[str, float]]:
+    """(status, seconds) per job, pairing each candidate's ``started`` row with its next answer."""
+    sent: dict[str, float] = {}
+    jobs: list[tuple[str, float]] = []
+    for row in rows:
+        status, config_id = row.get("status", ""), row.get("config_id", "")
+        try:
+            at = float(row.get("timestamp_s", ""))
+        except ValueError:
+            continue
+        if status == "started":
+            sent[config_id] = at
+        elif status in DONE and config_id in sent:
+            jobs.append((status, round(at - sent.pop(config_id), 6)))
+    return jobs
+
+
+def _quantile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def summarise(path: Path) -> dict[str, Any]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        jobs = job_seconds(csv.DictReader(handle))
+    seconds = [s for _, s in jobs]
+    failed = [s for status, s in jobs if status == "error"]
+    return {
+        "search": path.stem,
+        "jobs": len(jobs),
+        "median_s": statistics.median(seconds) if seconds else None,
+        "p90_s": _quantile(seconds, 0.9) if seconds else None,
+        "total_s": round(sum(seconds), 3),
+        "failed": len(failed),
+        "failed_s": round(sum(failed), 3),
+    }
+
+
+def csv_files(paths: Iterable[Path]) -> list[Path]:
+    found: list[Path] = []
+    for path in paths:
+        found.extend(sorted(path.rglob("*.csv")) if path.is_dir() else [path])
+    return found
+
+
+def table(rows: Sequence[dict[str, Any]]) -> str:
+    def num(value: Any) -> str:
+        return "-" if value is None else f"{value:.3f}"
+
+    lines = [
+        "| search | jobs | median s | p90 s | all jobs s | failed | failed s |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['search']} | {r['jobs']} | {num(r['median_s'])} | {num(r['p90_s'])} "
+            f"| {r['total_s']:.1f} | {r['failed']} | {r['failed_s']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("paths", nargs="+", type=Path, help="CSV logs or folders holding them")
+    parser.add_argument("--json", type=Path, help="also write the rows here")
+    args = parser.parse_args(argv)
+    missing = [str(p) for p in args.paths if not p.exists()]
+    if missing:
+        parser.error(f"no such file or folder: {', '.join(missing)}")
+    files = csv_files(args.paths)
+    if not files:
+        parser.error(f"no CSV logs under {', '.join(map(str, args.paths))}")
+    rows = [summarise(f) for f in files]
+    print(table(rows))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
