@@ -82,6 +82,29 @@ def test_tune_then_read_on_the_gpu(pytester: pytest.Pytester) -> None:
     assert all(c["overhead_ms"] < 50 for c in cases), [c["overhead_ms"] for c in cases]
 
 
+def test_the_shared_worker_compiles_nothing_the_precompile_step_compiled(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shared worker starts before Helion sets TRITON_CACHE_DIR at the first compile. Its jobs
+    must load what the precompile step compiled into Helion's cache, not compile each candidate
+    again into Triton's default cache (TRITON_HOME/.triton/cache)."""
+    one_case = GPU_TESTS.replace("[1 << 20, 1 << 22]", "[1 << 20]")
+    pytester.makepyfile(test_gpu_kernels=one_case)
+    pytester.makeini("[pytest]\naddopts = -p no:cacheprovider\n")
+    home, helion_cache = pytester.path / "triton-home", pytester.path / "helion-cache"
+    monkeypatch.delenv("TRITON_CACHE_DIR", raising=False)
+    monkeypatch.setenv("TRITON_HOME", str(home))
+    monkeypatch.setenv("HELION_CACHE_DIR", str(helion_cache))
+    monkeypatch.setenv("HELION_TUNE_SHARED_WORKER", "1")
+    pytester.runpytest_subprocess("--helion-tune=seeded", "--helion-budget=15").assert_outcomes(
+        passed=1
+    )
+    precompiled = list(helion_cache.rglob("*.cubin"))
+    again = list(home.rglob("*.cubin"))
+    assert len(precompiled) > 5, precompiled  # the probe's candidates, compiled before the jobs
+    assert again == [], f"the worker compiled {len(again)} kernels again"
+
+
 @pytest.mark.parametrize("workers", [2, 4])
 def test_xdist_workers_pinned_to_gpus(pytester: pytest.Pytester, workers: int) -> None:
     pytester.makepyfile(
