@@ -47,12 +47,13 @@ def _quantile(values: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def summarise(path: Path) -> dict[str, Any]:
+def summarise(path: Path, source: str = "") -> dict[str, Any]:
     with path.open(newline="", encoding="utf-8") as handle:
         jobs = job_seconds(csv.DictReader(handle))
     seconds = [s for _, s in jobs]
     failed = [s for status, s in jobs if status == "error"]
     return {
+        "source": source,
         "search": path.stem,
         "jobs": len(jobs),
         "median_s": statistics.median(seconds) if seconds else None,
@@ -63,10 +64,12 @@ def summarise(path: Path) -> dict[str, Any]:
     }
 
 
-def csv_files(paths: Iterable[Path]) -> list[Path]:
-    found: list[Path] = []
+def csv_files(paths: Iterable[Path]) -> list[tuple[str, Path]]:
+    """(the argument it was found under, the CSV log) for every log under ``paths``."""
+    found: list[tuple[str, Path]] = []
     for path in paths:
-        found.extend(sorted(path.rglob("*.csv")) if path.is_dir() else [path])
+        files = sorted(path.rglob("*.csv")) if path.is_dir() else [path]
+        found.extend((str(path), f) for f in files)
     return found
 
 
@@ -75,12 +78,12 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
         return "-" if value is None else f"{value:.3f}"
 
     lines = [
-        "| search | jobs | median s | p90 s | all jobs s | failed | failed s |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| logs | search | jobs | median s | p90 s | all jobs s | failed | failed s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['search']} | {r['jobs']} | {num(r['median_s'])} | {num(r['p90_s'])} "
+            f"| {r['source']} | {r['search']} | {r['jobs']} | {num(r['median_s'])} | {num(r['p90_s'])} "
             f"| {r['total_s']:.1f} | {r['failed']} | {r['failed_s']:.1f} |"
         )
     return "\n".join(lines)
@@ -97,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     files = csv_files(args.paths)
     if not files:
         parser.error(f"no CSV logs under {', '.join(map(str, args.paths))}")
-    rows = [summarise(f) for f in files]
+    rows = [summarise(f, source) for source, f in files]
     print(table(rows))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")

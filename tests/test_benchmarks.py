@@ -471,7 +471,8 @@ def test_job_times_pair_each_sent_candidate_with_its_answer(tmp_path: Path) -> N
         "r,3.70,d,0,started,,0.1,C",
     ]
     (logs / "k__seeded-probe.csv").write_text(header + "\n".join(rows) + "\n", encoding="utf-8")
-    (row,) = [job_times.summarise(p) for p in job_times.csv_files([logs])]
+    (row,) = [job_times.summarise(p, s) for s, p in job_times.csv_files([logs])]
+    assert row["source"] == str(logs)
     assert row["jobs"] == 3 and row["failed"] == 1
     assert row["median_s"] == pytest.approx(0.1) and row["failed_s"] == pytest.approx(3.0)
     out = tmp_path / "jobs.json"
