@@ -630,6 +630,79 @@ def test_seeded_warm_refines_when_the_neighbourhood_beats_the_start(
     assert (tmp_path / "logs" / "add-lfbo.csv").exists()
 
 
+class BlockWarpsTimer(Timer):
+    """Like ``BlockTimer``, with the distance of num_warps from ``warps`` added: two fields whose
+    gains add up, each found alone by a probe of one-field changes."""
+
+    name = "block-warps"
+
+    def __init__(self, block: int, warps: int) -> None:
+        self.block, self.warps = block, warps
+
+    def sample(self, fn: Any, label: str) -> float:
+        fn()
+        launch = re.search(r"_launcher\(_helion_add, \((\d+),\).*num_warps=(\d+)", _generated(fn))
+        assert launch, "no add kernel launch in the timed callable"
+        block, warps = 256 // int(launch.group(1)), int(launch.group(2))
+        return 1.0 + abs(math.log2(block / self.block)) + abs(math.log2(warps / self.warps))
+
+
+def test_seeded_joins_the_probes_improving_changes(tmp_path: Path, whole_probe: None) -> None:
+    """Rule 1b of ``seeded``: from the default (block 32, 4 warps) the probe finds block 64 and 8
+    warps faster, each alone; the combine batch tries both together, which is the optimum."""
+    problem = add_problem(
+        None, (), timer=BlockWarpsTimer(64, 8), log_path=str(tmp_path / "logs" / "add")
+    )
+    bound = problem.bound
+    default = bound.config_spec.default_config().config
+    assert (default["block_sizes"], default["num_warps"]) == ([32], 4)
+    outcome = seeded.SeededSearch().search(problem)
+
+    assert_runs(problem, outcome)
+    assert any("(1 joining its improving changes)" in n for n in outcome.notes), outcome.notes
+    rows = read_rows(tmp_path / "logs" / "add-combine.csv")  # a lone config goes in twice
+    (joined,) = {r["config"] for r in rows}
+    assert "block_sizes=[64]" in joined and "num_warps=8" in joined
+    assert {float(r["perf_ms"]) for r in rows} == {1.0}  # the optimum, before any refinement
+    assert (outcome.config["block_sizes"], outcome.config["num_warps"]) == ([64], 8)
+
+
+def test_combined_changes_skip_a_second_change_to_one_field() -> None:
+    """The faster of two changes to one field is kept; what is left joins, fastest first."""
+    bound = add.bind((torch.randn(256), torch.randn(256)))
+    start = bound.config_spec.default_config()
+    timed = [
+        (1.0, helion.Config(**{**start.config, "num_warps": 8})),
+        (1.5, helion.Config(**{**start.config, "num_warps": 2})),  # the same field: left out
+        (2.0, helion.Config(**{**start.config, "block_sizes": [64]})),
+        (2.5, helion.Config(**{**start.config, "num_stages": 2})),
+        (3.0, start),
+        (4.0, helion.Config(**{**start.config, "block_sizes": [16]})),  # slower: not a gain
+    ]
+    joined = [c.config for c in seeded.combined_changes(bound, start, timed, cap=4)]
+    assert [(c["num_warps"], c["block_sizes"], c["num_stages"]) for c in joined] == [
+        (8, [64], 1),
+        (8, [64], 2),
+    ]
+    assert [c.config for c in seeded.combined_changes(bound, start, timed, cap=1)] == joined[:1]
+    assert seeded.combined_changes(bound, start, timed[:1], cap=4) == []  # start not timed
+
+
+def test_combined_changes_join_changes_to_two_entries_of_one_list() -> None:
+    """Eviction policies hold one entry per load: changes to two loads are two changes."""
+    bound = add.bind((torch.randn(256), torch.randn(256)))
+    start = bound.config_spec.default_config()
+    assert start.config["load_eviction_policies"] == ["", ""]
+    timed = [
+        (1.0, helion.Config(**{**start.config, "load_eviction_policies": ["last", ""]})),
+        (2.0, helion.Config(**{**start.config, "load_eviction_policies": ["", "first"]})),
+        (2.5, helion.Config(**{**start.config, "load_eviction_policies": ["first", ""]})),
+        (3.0, start),
+    ]
+    (joined,) = seeded.combined_changes(bound, start, timed, cap=4)
+    assert joined.config["load_eviction_policies"] == ["last", "first"]
+
+
 def read_rows(path: Path) -> list[dict[str, str]]:
     with path.open(newline="") as handle:
         return [r for r in csv.DictReader(handle) if r["status"] != "started"]

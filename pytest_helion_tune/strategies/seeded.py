@@ -11,6 +11,13 @@ Rules (stated, not tuned per kernel):
    the whole batch first and a budget that runs out during compilation would leave it
    benchmarking one config. Instead a budget sizes it: at most one neighbour per second of budget
    (``PROBE_NEIGHBOURS_PER_S``), never fewer than ``PROBE_NEIGHBOURS_MIN``.
+1b. Combine: the probe's changes that each beat the start in its batch (fastest first; a change
+   is per field, and per entry of list fields such as eviction policies, one per load; a change
+   to what a faster one changed is left out) are applied together, the best two, then three, up
+   to ``COMBINE_MAX`` configs, and benchmarked as one more batch. A probe measures each change alone;
+   gains that add up (an eviction policy on one load, a longer reduction loop) are then found
+   without waiting for the refinement. Skipped when less than ``BUDGET_LEFT_TO_GO_ON_S`` of the
+   budget is left.
 2. Early stop: the default, the start and the best three that finished are re-timed interleaved
    on the common timer. Unless the best beats the start by at least ``GAIN_TO_CONTINUE`` (1.5%,
    above the re-timing noise), the search stops here and returns the fastest re-timed: cold,
@@ -55,6 +62,8 @@ PROBE_NEIGHBOURS_WARM = 24  # warm: around the best seed, which is usually close
 PROBE_NEIGHBOURS_PER_S = 1.0
 PROBE_NEIGHBOURS_MIN = 8
 RETIME_ROUNDS = 7
+COMBINE_MAX = 4  # configs joining the best 2, 3, ... of the probe's improving changes
+BUDGET_LEFT_TO_GO_ON_S = 5.0  # below this, neither the combine batch nor the refinement starts
 
 # Under the interpreter timings rank nothing: keep every stage to a handful of candidates.
 _INTERPRETER = {
@@ -64,6 +73,7 @@ _INTERPRETER = {
     "num_neighbors": 16,
     "polish_rounds": 0,
     "rounds": 2,
+    "combine": 1,
 }
 
 
@@ -114,6 +124,69 @@ def pattern_neighbours(bound: Any, base: Any, settings: Any) -> list[Any]:
     return out
 
 
+Change = dict[tuple[int, int | None], Any]  # (flat index, list position or None) -> value
+
+
+def _change(flat: Sequence[Any], base: Sequence[Any]) -> Change:
+    """What ``flat`` changes of ``base``: list-valued fields (eviction policies, indexing, one
+    entry per load) element by element, so that changes to two loads can join."""
+    out: Change = {}
+    for i, (value, was) in enumerate(zip(flat, base, strict=True)):
+        if value == was:
+            continue
+        if isinstance(value, list) and isinstance(was, list) and len(value) == len(was):
+            out.update(
+                {(i, j): v for j, (v, w) in enumerate(zip(value, was, strict=True)) if v != w}
+            )
+        else:
+            out[(i, None)] = value
+    return out
+
+
+def _overlap(a: Change, b: Change) -> bool:
+    return any(i == k and (j is None or m is None or j == m) for i, j in a for k, m in b)
+
+
+def combined_changes(
+    bound: Any, start: Any, timed: Sequence[tuple[float, Any]], cap: int
+) -> list[Any]:
+    """Rule 1b: configs joining the probe's changes that each beat ``start``.
+
+    ``timed`` is (ms, config) of what finished, ``start`` among them. Each faster config's
+    difference from the start is one change; a change touching what an earlier (faster) one
+    already changed is left out. Returns the start with the best 2, 3, ... changes applied, at
+    most ``cap`` configs (none with fewer than two changes)."""
+    start_ms = next((ms for ms, c in timed if _canonical_id(c) == _canonical_id(start)), None)
+    if start_ms is None:
+        return []
+    gen = bound.config_spec.create_config_generation(
+        overrides=bound.settings.autotune_config_overrides or None
+    )
+    base = gen.flatten(start)
+    changes: list[Change] = []
+    for ms, config in sorted(timed, key=lambda item: item[0]):
+        if ms >= start_ms:
+            break
+        with contextlib.suppress(Exception):
+            change = _change(gen.flatten(config), base)
+            if change and not any(_overlap(change, c) for c in changes):
+                changes.append(change)
+    out: list[Any] = []
+    for count in range(2, len(changes) + 1):
+        if len(out) >= cap:
+            break
+        flat = [list(v) if isinstance(v, list) else v for v in base]
+        for change in changes[:count]:
+            for (i, j), value in change.items():
+                if j is None:
+                    flat[i] = value
+                else:
+                    flat[i][j] = value
+        with contextlib.suppress(Exception):  # an illegal combination is simply not tried
+            out.append(gen.unflatten(flat))
+    return out
+
+
 @contextlib.contextmanager
 def _env(**values: str) -> Iterator[None]:
     saved = {k: os.environ.get(k) for k in values}
@@ -136,21 +209,25 @@ def _unique(configs: Sequence[Any]) -> list[Any]:
     return list(out.values())
 
 
-def _best(bases: Sequence[Path], count: int) -> list[Any]:
-    """The ``count`` fastest distinct configs that finished accurate in these searches' CSV logs."""
+def _timed(bases: Sequence[Path]) -> list[tuple[float, Any]]:
+    """(ms, config) of the distinct configs that finished accurate in these searches' CSV logs,
+    fastest first (a config's first, fastest row)."""
     import helion
 
-    out: list[Any] = []
+    out: list[tuple[float, Any]] = []
     seen: set[str] = set()
-    for _ms, text in monitor.finished([base.with_suffix(".csv") for base in bases]):
-        if len(out) >= count:
-            break
+    for ms, text in monitor.finished([base.with_suffix(".csv") for base in bases]):
         if text in seen:
             continue
         seen.add(text)
         with contextlib.suppress(ValueError, TypeError):  # a row Helion's Config would not take
-            out.append(helion.Config(**monitor.config_from_repr(text)))
+            out.append((ms, helion.Config(**monitor.config_from_repr(text))))
     return out
+
+
+def _best(bases: Sequence[Path], count: int) -> list[Any]:
+    """The ``count`` fastest distinct configs that finished accurate in these searches' CSV logs."""
+    return [config for _ms, config in _timed(bases)[:count]]
 
 
 class SeededSearch:
@@ -213,6 +290,17 @@ class SeededSearch:
                 self._finite(
                     problem, list(probe.values()), probe_log, outcome, time.perf_counter() - start
                 )
+            combine_cap = int(trim.get("combine", COMBINE_MAX))
+            spent = problem.budget_s is not None and (
+                time.perf_counter() - start > problem.budget_s - BUDGET_LEFT_TO_GO_ON_S
+            )
+            timed = [] if spent else _timed([probe_log])
+            joined = combined_changes(problem.bound, start_config, timed, combine_cap)
+            joined = [c for c in _unique(joined) if _canonical_id(c) not in known]
+            if joined:  # rule 1b
+                logs.append(base.with_name(base.name + "-combine"))
+                self._finite(problem, joined, logs[-1], outcome, time.perf_counter() - start)
+                known.update((_canonical_id(c), c) for c in joined)
             finished = _best(logs, len(known))  # the logs, read once
             # Only what finished in Helion's worker runs in this process: a config that crashed
             # there (a CUDA illegal address) would poison this process's CUDA context.
@@ -239,8 +327,10 @@ class SeededSearch:
                 (i for i, c in enumerate(contenders) if _canonical_id(c) == start_id), 0
             )
             gain_on_start = times[at_start] / times[best] - 1 if times[best] > 0 else 0.0
+            joining = f" ({len(joined)} joining its improving changes)" if joined else ""
             notes.append(
-                f"probe: {len(known)} configs, best {gain * 100:+.1f}% vs {baseline} on the common timer"
+                f"probe: {len(known)} configs{joining}, best {gain * 100:+.1f}% vs {baseline} "
+                "on the common timer"
             )
             if seeds:
                 notes.append(
@@ -249,7 +339,9 @@ class SeededSearch:
                 )
             elapsed = time.perf_counter() - start
             remaining = None if problem.budget_s is None else problem.budget_s - elapsed
-            if gain_on_start < GAIN_TO_CONTINUE or (remaining is not None and remaining < 5):
+            if gain_on_start < GAIN_TO_CONTINUE or (
+                remaining is not None and remaining < BUDGET_LEFT_TO_GO_ON_S
+            ):
                 reason = (
                     "budget spent"
                     if gain_on_start >= GAIN_TO_CONTINUE
