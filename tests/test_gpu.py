@@ -90,7 +90,10 @@ def test_the_shared_worker_compiles_no_more_than_helions_own_workers(
     (under TRITON_HOME) rather than Helion's are kernels compiled twice: the shared worker must
     not add any to what a session with Helion's own workers compiles there. (On an H100, one case
     under --helion-budget=15: 10 such kernels before its jobs carried the sender's TRITON_*
-    variables, 4 after; benchmarks/results/nvidia-h100-80gb-hbm3/worker-ab/.)"""
+    variables, 4 after; benchmarks/results/nvidia-h100-80gb-hbm3/worker-ab/. The 4 were, as
+    shown on the CPU since, compiles in the pytest process after a search had taken
+    TRITON_CACHE_DIR away: tests/test_shared_worker.py::
+    test_after_a_search_compiles_go_to_helions_cache.)"""
     one_case = GPU_TESTS.replace("[1 << 20, 1 << 22]", "[1 << 20]")
     pytester.makepyfile(test_gpu_kernels=one_case)
     pytester.makeini("[pytest]\naddopts = -p no:cacheprovider\n")

@@ -69,6 +69,74 @@ def test_jobs_run_under_the_triton_variables_of_when_they_are_sent(
     )
 
 
+SEARCH_IN_A_FRESH_PROCESS = """
+import os
+import sys
+
+os.environ.pop("TRITON_CACHE_DIR", None)
+os.environ["TRITON_INTERPRET"] = "1"
+import helion
+import helion.language as hl
+import torch
+
+from pytest_helion_tune import interpreter
+from pytest_helion_tune.accuracy import Tolerance
+from pytest_helion_tune.strategies import SearchProblem, get
+from pytest_helion_tune.timing import WallClockTimer
+
+
+@helion.kernel(static_shapes=True)
+def double(x: torch.Tensor) -> torch.Tensor:
+    out = torch.empty_like(x)
+    for tile in hl.tile(out.size()):
+        out[tile] = x[tile] * 2.0
+    return out
+
+
+if __name__ == "__main__":
+    from helion.autotuner.local_cache import helion_triton_cache_dir
+
+    interpreter.patch_libdevice()
+    x = torch.randn(64)
+    problem = SearchProblem(
+        kernel=double, bound=double.bind((x,)), args=(x,), reference=lambda a: a * 2.0,
+        tolerance=Tolerance(atol=1e-6, rtol=1e-6), interpreter=True,
+        timer=WallClockTimer(calls=1), log_path=sys.argv[2] + "/double",
+    )
+    get(sys.argv[1]).search(problem)
+    print("TRITON_CACHE_DIR", os.environ.get("TRITON_CACHE_DIR"), helion_triton_cache_dir(0))
+"""
+
+
+@pytest.mark.parametrize("strategy", ["seeded", "random"])
+def test_after_a_search_compiles_go_to_helions_cache(
+    strategy: str, tmp_path: os.PathLike[str]
+) -> None:
+    """With a baseline function, a search's first compile runs under its patch.dict(os.environ),
+    which takes TRITON_CACHE_DIR away when the search ends: every later compile in the process
+    (the re-timing, the summary's timing, the test's first call) then missed Helion's cache. The
+    strategies set it before the search, where Helion sets it at a first compile."""
+    import subprocess
+    import sys
+
+    script = os.path.join(tmp_path, "search.py")
+    with open(script, "w", encoding="utf-8") as handle:
+        handle.write(SEARCH_IN_A_FRESH_PROCESS)
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_CACHE_DIR"}
+    done = subprocess.run(
+        [sys.executable, script, strategy, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    (line,) = [s for s in done.stdout.splitlines() if s.startswith("TRITON_CACHE_DIR")]
+    _, after, helions = line.split(" ")
+    assert after == helions
+
+
 @helion.kernel(static_shapes=True)
 def double(x: torch.Tensor) -> torch.Tensor:
     out = torch.empty_like(x)

@@ -59,6 +59,25 @@ def usable_seeds(
     return out
 
 
+def settle_compile_cache_dir(bound: Any) -> None:
+    """Sets ``TRITON_CACHE_DIR`` (when unset) where Helion puts it at a kernel's first compile,
+    before a search begins.
+
+    Helion sets it lazily, in ``compile_config``. With a baseline function (this package always
+    passes the eager reference) a search's first compile happens inside the search, under its
+    ``patch.dict(os.environ)``, which takes the variable away again when the search ends. Every
+    compile after it in this process (the re-timing, the summary's timing, the test's first call)
+    then went to Triton's default cache and compiled again what the precompile step had put in
+    Helion's."""
+    env = getattr(bound, "env", None)
+    setup = getattr(getattr(env, "backend", None), "setup_compile_cache_dir", None)
+    if setup is None:  # another Helion: it keeps its own ways
+        return
+    index = getattr(getattr(env, "device", None), "index", None)
+    with contextlib.suppress(Exception):
+        setup(index if index is not None else 0)
+
+
 @contextlib.contextmanager
 def prepared(problem: SearchProblem, seed_configs: list[Any]) -> Iterator[Any]:
     """Yields the bound kernel's settings, set up for this problem; restores them on exit.
@@ -66,6 +85,7 @@ def prepared(problem: SearchProblem, seed_configs: list[Any]) -> Iterator[Any]:
     Settings are shared by every BoundKernel of a kernel, and some searches change them
     (the adaptive compile timeout), so each case starts from the user's own values.
     """
+    settle_compile_cache_dir(problem.bound)
     settings = problem.bound.settings
     saved = {name: getattr(settings, name) for name in _FIELDS if hasattr(settings, name)}
     saved_env = os.environ.get("HELION_SKIP_CACHE")
