@@ -85,13 +85,7 @@ from pytest_helion_tune.strategies import SearchProblem, get
 from pytest_helion_tune.timing import WallClockTimer
 
 
-@helion.kernel(static_shapes=True)
-def double(x: torch.Tensor) -> torch.Tensor:
-    out = torch.empty_like(x)
-    for tile in hl.tile(out.size()):
-        out[tile] = x[tile] * 2.0
-    return out
-
+KERNEL_SOURCE
 
 if __name__ == "__main__":
     from helion.autotuner.local_cache import helion_triton_cache_dir
@@ -116,12 +110,13 @@ def test_after_a_search_compiles_go_to_helions_cache(
     which takes TRITON_CACHE_DIR away when the search ends: every later compile in the process
     (the re-timing, the summary's timing, the test's first call) then missed Helion's cache. The
     strategies set it before the search, where Helion sets it at a first compile."""
+    import inspect
     import subprocess
     import sys
 
     script = os.path.join(tmp_path, "search.py")
     with open(script, "w", encoding="utf-8") as handle:
-        handle.write(SEARCH_IN_A_FRESH_PROCESS)
+        handle.write(SEARCH_IN_A_FRESH_PROCESS.replace("KERNEL_SOURCE", inspect.getsource(double)))
     env = {k: v for k, v in os.environ.items() if k != "TRITON_CACHE_DIR"}
     done = subprocess.run(
         [sys.executable, script, strategy, str(tmp_path)],
