@@ -49,7 +49,7 @@ from ..errors import StrategyError
 from ..report import describe_failures
 from ..timing import CudaTimer, Timer, WallClockTimer
 from .base import SearchOutcome, SearchProblem, TracePoint
-from .helion_env import prepared, settle_compile_cache_dir, usable_seeds
+from .helion_env import prepared, usable_seeds
 from .helion_search import collected_metrics, log_path, metrics_outcome
 from .worker import attach, uses_worker, warm
 
@@ -242,7 +242,6 @@ class SeededSearch:
 
     def search(self, problem: SearchProblem) -> SearchOutcome:
         start = time.perf_counter()
-        settle_compile_cache_dir(problem.bound)  # before the worker starts: it inherits it
         if not problem.interpreter and uses_worker(problem.bound.settings):
             # Comes up while the probe compiles; shared by both searches and later cases. Only a
             # head start: if it fails, the first job starts the worker (and reports its trouble).
