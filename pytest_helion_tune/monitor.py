@@ -102,24 +102,45 @@ def follow(
         poll()
 
 
-def finished(paths: Iterable[Path]) -> list[tuple[float, str]]:
-    """(ms, config text) of every candidate that finished accurate ("ok", a finite time) in
-    these CSV logs, fastest first. A row cut short by a kill is skipped."""
-    found: list[tuple[float, str]] = []
+def _complete_rows(paths: Iterable[Path]) -> Iterator[list[str]]:
+    """The rows of these CSV logs, without the header and a last row cut short by a kill."""
     for path in paths:
         try:
             text = path.read_text(encoding="utf-8", errors="replace")
         except OSError:
             continue
-        whole = text[: text.rfind("\n") + 1]  # a last line without its newline was cut short
+        whole = text[: text.rfind("\n") + 1]
         for row in csv.reader(whole.splitlines()):
-            if len(row) < 8 or row[4] != "ok":
-                continue
-            with contextlib.suppress(ValueError):
-                ms = float(row[5])
-                if math.isfinite(ms):
-                    found.append((ms, row[7]))
+            if row and row[0] != "run_id":
+                yield row
+
+
+def finished(paths: Iterable[Path]) -> list[tuple[float, str]]:
+    """(ms, config text) of every candidate that finished accurate ("ok", a finite time) in
+    these CSV logs, fastest first."""
+    found: list[tuple[float, str]] = []
+    for row in _complete_rows(paths):
+        if len(row) < 8 or row[4] != "ok":
+            continue
+        with contextlib.suppress(ValueError):
+            ms = float(row[5])
+            if math.isfinite(ms):
+                found.append((ms, row[7]))
     return sorted(found, key=lambda item: item[0])
+
+
+def compile_times(paths: Iterable[Path]) -> list[float]:
+    """Seconds each candidate took to compile in these CSV logs: every row with a final status
+    (not "started") and a positive time."""
+    found: list[float] = []
+    for row in _complete_rows(paths):
+        if len(row) < 7 or row[4] == "started":
+            continue
+        with contextlib.suppress(ValueError):
+            seconds = float(row[6])
+            if math.isfinite(seconds) and seconds > 0:
+                found.append(seconds)
+    return found
 
 
 def config_from_repr(text: str) -> dict[str, Any]:

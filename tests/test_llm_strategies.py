@@ -23,7 +23,7 @@ import pytest
 import torch
 from llm_server import Reply, ScriptedServer, closed_port_url
 
-from pytest_helion_tune import interpreter
+from pytest_helion_tune import interpreter, monitor
 from pytest_helion_tune.accuracy import Tolerance
 from pytest_helion_tune.configs import validate
 from pytest_helion_tune.errors import LLMError, StrategyError
@@ -628,6 +628,58 @@ def test_seeded_warm_refines_when_the_neighbourhood_beats_the_start(
     assert outcome.config["block_sizes"] == [128]
     assert any(n.startswith("refined:") for n in outcome.notes), outcome.notes
     assert (tmp_path / "logs" / "add-lfbo.csv").exists()
+
+
+def test_seeded_refinement_cuts_compiles_at_ten_times_the_earlier_q90(
+    tmp_path: Path, whole_probe: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rule 3: the refinement's LFBOTreeSearch gets a compile-timeout floor from the compile times
+    of the batches before it. The interpreter compiles nothing ahead, so its CSV logs carry no
+    compile times: a GPU probe's times (0.2 s, one at 1.5 s) stand in for them here. The search
+    object is Helion's own, built with whatever it accepts; a misspelt keyword would be dropped."""
+    read: list[list[str]] = []
+
+    def gpu_probe_times(paths: Any) -> list[float]:
+        read.append(sorted(Path(p).name for p in paths))
+        return [0.2] * 9 + [1.5]
+
+    built: list[tuple[str, Any]] = []
+
+    def recording(search: Any) -> Any:
+        built.append((type(search).__name__, getattr(search, "compile_timeout_lower_bound", None)))
+        return attach(search)
+
+    monkeypatch.setattr(seeded.monitor, "compile_times", gpu_probe_times)
+    attach = seeded.attach
+    monkeypatch.setattr(seeded, "attach", recording)
+    outcome = seeded.SeededSearch().search(warm_problem(128, tmp_path))
+
+    assert any(n.startswith("refined:") for n in outcome.notes), outcome.notes
+    assert len(read) == 1 and {"add-seeds.csv", "add-probe.csv"} <= set(read[0]), read
+    assert ("LFBOTreeSearch", 15.0) in built, built
+
+
+def test_refine_compile_timeout_rule() -> None:
+    assert seeded.refine_compile_timeout([]) is None  # Helion's own floor
+    assert seeded.refine_compile_timeout([0.3] * 20) == seeded.REFINE_COMPILE_TIMEOUT_MIN_S
+    assert seeded.refine_compile_timeout([1.0] * 17 + [2.0, 2.0, 30.0]) == 20.0  # 90th percentile
+
+
+def test_compile_times_read_from_a_helion_csv(tmp_path: Path) -> None:
+    """A CSV in the layout Helion 1.5.0 writes (written by hand): started rows carry no time, a
+    failed compile still took its time, and a last row cut short by a kill is left out."""
+    log = tmp_path / "search.csv"
+    log.write_text(
+        "run_id,timestamp_s,config_id,generation,status,perf_ms,compile_time_s,config\n"
+        'r,0.1,a,0,started,,0.40,"Config(num_warps=4)"\n'
+        'r,0.2,a,0,ok,0.0123,0.40,"Config(num_warps=4)"\n'
+        'r,0.3,b,0,error,,1.25,"Config(num_warps=8)"\n'
+        'r,0.4,c,0,ok,0.0456,,"Config(num_warps=2)"\n'
+        'r,0.5,d,0,timeout,,30.02,"Config(num_warps=32)"\n'
+        "r,0.6,e,0,ok,0.01,7.5",
+        encoding="utf-8",
+    )
+    assert monitor.compile_times([log, tmp_path / "missing.csv"]) == [0.40, 1.25, 30.02]
 
 
 class BlockWarpsTimer(Timer):

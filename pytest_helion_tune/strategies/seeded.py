@@ -26,7 +26,12 @@ Rules (stated, not tuned per kernel):
 3. Refine: otherwise Helion's LFBOTreeSearch starts from the probe's best configs (pinned as
    seeds) with a plateau stop (a path ends after ``PATIENCE`` generations that improve the best by
    less than ``MIN_IMPROVEMENT``), one polish round and a short final shootout, inside the
-   remaining budget (Helion checks it between candidates).
+   remaining budget (Helion checks it between candidates). With Helion's adaptive compile
+   timeout on (its default), a candidate's compile is cut off at ``REFINE_COMPILE_TIMEOUT_PER_Q90``
+   times the 90th percentile of the compile times of the batches before it, never under
+   ``REFINE_COMPILE_TIMEOUT_MIN_S`` (Helion's own floor is 30 s): a batch waits for its slowest
+   compile. In the H100 logs of ``benchmarks/results/nvidia-h100-80gb-hbm3/logs-*``, 27 configs
+   took over 5 s to compile, none came within 2% of its search's best, and 4 waited out 30 s.
 4. Final: the default, the probe's best and the search's best four are re-timed interleaved
    on the common timer; the fastest wins, so the result is never slower than the default there.
 """
@@ -64,6 +69,8 @@ PROBE_NEIGHBOURS_MIN = 8
 RETIME_ROUNDS = 7
 COMBINE_MAX = 4  # configs joining the best 2, 3, ... of the probe's improving changes
 BUDGET_LEFT_TO_GO_ON_S = 5.0  # below this, neither the combine batch nor the refinement starts
+REFINE_COMPILE_TIMEOUT_MIN_S = 10.0
+REFINE_COMPILE_TIMEOUT_PER_Q90 = 10.0
 
 # Under the interpreter timings rank nothing: keep every stage to a handful of candidates.
 _INTERPRETER = {
@@ -85,6 +92,17 @@ def probe_size(problem: SearchProblem, warm: bool) -> int:
     if problem.budget_s is not None and problem.budget_s > 0:
         cap = min(cap, max(PROBE_NEIGHBOURS_MIN, int(problem.budget_s * PROBE_NEIGHBOURS_PER_S)))
     return cap
+
+
+def refine_compile_timeout(probe_compile_s: Sequence[float]) -> float | None:
+    """The refinement's floor for Helion's adaptive compile timeout (rule 3):
+    ``REFINE_COMPILE_TIMEOUT_PER_Q90`` times the 90th percentile of the compile times seen so far,
+    at least ``REFINE_COMPILE_TIMEOUT_MIN_S``. ``None`` (Helion's own floor) when there are none."""
+    if not probe_compile_s:
+        return None
+    ranked = sorted(probe_compile_s)
+    q90 = ranked[min(int(len(ranked) * 0.9), len(ranked) - 1)]
+    return max(REFINE_COMPILE_TIMEOUT_MIN_S, REFINE_COMPILE_TIMEOUT_PER_Q90 * q90)
 
 
 def _canonical_id(config: Any) -> str:
@@ -367,6 +385,11 @@ class SeededSearch:
                 "num_neighbors": int(trim.get("num_neighbors", 200)),
                 "best_available_pad_random": False,
             }
+            timeout = refine_compile_timeout(
+                monitor.compile_times(log.with_suffix(".csv") for log in logs)
+            )
+            if timeout is not None:
+                kwargs["compile_timeout_lower_bound"] = timeout
             local = SearchProblem(
                 **{**problem.__dict__, "log_path": str(lfbo_log), "budget_s": remaining}
             )
