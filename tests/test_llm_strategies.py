@@ -602,6 +602,37 @@ def test_seeded_warm_starts_from_the_fastest_seed_and_stops_at_its_local_optimum
     ), probed  # around 64, not 16
 
 
+class NearTimer(Timer):
+    """Block 64 is 0.5% faster than the default's block 32, every other block far slower: a lead
+    below ``GAIN_TO_CONTINUE``, as re-timing noise would give."""
+
+    name = "near"
+
+    def sample(self, fn: Any, label: str) -> float:
+        fn()
+        launch = re.search(r"_launcher\(_helion_add, \((\d+),\)", _generated(fn))
+        assert launch, "no add kernel launch in the timed callable"
+        return {32: 1.0, 64: 0.995}.get(256 // int(launch.group(1)), 2.0)
+
+
+def test_seeded_keeps_the_default_when_nothing_beats_it_beyond_noise(
+    tmp_path: Path, whole_probe: None
+) -> None:
+    """Rule 2: a neighbour ahead of the default by less than ``GAIN_TO_CONTINUE`` stops the search
+    and the default stays; the fastest re-timed is not taken on a lead inside the noise."""
+    problem = add_problem(None, (), timer=NearTimer(), log_path=str(tmp_path / "logs" / "add"))
+    assert problem.bound.config_spec.default_config().config["block_sizes"] == [32]
+    outcome = seeded.SeededSearch().search(problem)
+
+    assert_runs(problem, outcome)
+    assert any("not beaten beyond noise" in n for n in outcome.notes), outcome.notes
+    assert any(
+        "block_sizes=[64]" in r["config"] for r in read_rows(tmp_path / "logs" / "add-probe.csv")
+    )
+    assert outcome.config["block_sizes"] == [32]
+    assert not (tmp_path / "logs" / "add-lfbo.csv").exists()
+
+
 def test_seeded_with_a_seed_equal_to_the_default_has_no_seeds_batch(tmp_path: Path) -> None:
     """A seed that is the default config (a cached entry tuned where nothing beat the default)
     leaves one config for rule 0: no batch runs for it (Helion's FiniteSearch refuses fewer than
