@@ -13,6 +13,18 @@ from typing import Any
 
 import pytest
 
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Under ``-m gpu`` only the modules holding GPU tests are imported. Several CPU test modules
+    set ``TRITON_INTERPRET=1`` when imported (their kernels run under the interpreter); imported
+    before the GPU modules, they made ``pytest -m gpu`` skip every GPU test on a GPU machine."""
+    if config.getoption("markexpr", "") != "gpu":
+        return None
+    if collection_path.suffix != ".py" or not collection_path.name.startswith("test_"):
+        return None
+    return "gpu_marks.marks()" not in collection_path.read_text(encoding="utf-8")
+
+
 KERNELS = """
 import helion
 import helion.language as hl
