@@ -563,6 +563,7 @@ def run_strategy(
         "search_best_ms": outcome.best_ms,
         "trace": [dataclasses.asdict(p) for p in outcome.trace],
         "notes": list(outcome.notes),
+        "retimings": [dataclasses.asdict(r) for r in outcome.retimings],
         "accurate": accuracy.ok,
         "accuracy_message": accuracy.message,
         "max_abs_error": accuracy.max_abs_error,

@@ -195,6 +195,11 @@ def test_one_command_end_to_end_then_resume_then_report(tmp_path: Path, harness_
             assert record["command"].startswith("python") and "--archive" in record["command"]
         assert records[f"{case}__seeded"]["configs_tested"] > 0
         assert records[f"{case}__seeded"]["trace"], "a search's best-so-far trace"
+        early = records[f"{case}__seeded"]["retimings"][0]  # the rounds its choice rested on
+        assert early["stage"] == "early-stop" and any(
+            label.startswith("default:") for label in early["labels"]
+        )
+        assert len(early["samples_ms"]) == len(early["labels"])
         warm = records[f"{case}__seeded-warm"]
         other = "rms_norm_256x65536" if case == "rms_norm_8192x8192" else "rms_norm_8192x8192"
         assert {s["source"] for s in warm["seeds"]} == {f"results: {other} / seeded"}

@@ -631,6 +631,12 @@ def test_seeded_keeps_the_default_when_nothing_beats_it_beyond_noise(
     )
     assert outcome.config["block_sizes"] == [32]
     assert not (tmp_path / "logs" / "add-lfbo.csv").exists()
+    (retiming,) = outcome.retimings  # what the choice rested on, kept for review
+    assert retiming.stage == "early-stop"
+    roles = [label.split(":")[0] for label in retiming.labels]
+    by_role = dict(zip(roles, retiming.samples_ms, strict=True))
+    assert by_role["default"] == [1.0] * seeded._INTERPRETER["rounds"]
+    assert [0.995] * seeded._INTERPRETER["rounds"] in retiming.samples_ms
 
 
 def test_seeded_with_a_seed_equal_to_the_default_has_no_seeds_batch(tmp_path: Path) -> None:
@@ -659,6 +665,10 @@ def test_seeded_warm_refines_when_the_neighbourhood_beats_the_start(
     assert outcome.config["block_sizes"] == [128]
     assert any(n.startswith("refined:") for n in outcome.notes), outcome.notes
     assert (tmp_path / "logs" / "add-lfbo.csv").exists()
+    assert [r.stage for r in outcome.retimings] == ["early-stop", "final"]
+    final = outcome.retimings[-1]
+    assert {label.split(":")[0] for label in final.labels} >= {"default", "probe-best"}
+    assert all(len(s) == seeded._INTERPRETER["rounds"] for s in final.samples_ms)
 
 
 def test_seeded_refinement_cuts_compiles_at_ten_times_the_earlier_q90(

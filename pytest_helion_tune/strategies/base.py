@@ -30,6 +30,17 @@ class TracePoint:
     best_ms: float
 
 
+@dataclasses.dataclass(frozen=True)
+class Retiming:
+    """One interleaved re-timing inside a search, kept so that its choice can be reviewed:
+    ``labels[i]`` (a role and Helion's config id, e.g. ``default:2c01af42dd68e691``) was timed
+    ``samples_ms[i]``, one sample per round."""
+
+    stage: str
+    labels: list[str]
+    samples_ms: list[list[float]]
+
+
 @dataclasses.dataclass
 class Progress:
     """Live counts of a running search, passed to the progress callback."""
@@ -89,6 +100,7 @@ class SearchOutcome:
     seed_source: str = ""  # what seeded the search, said once in the summary
     notes: list[str] = dataclasses.field(default_factory=list)
     candidates: list[str] = dataclasses.field(default_factory=list)  # config ids in the order tried
+    retimings: list[Retiming] = dataclasses.field(default_factory=list)
 
 
 class Strategy(Protocol):

@@ -56,7 +56,7 @@ from ..configs import as_dict
 from ..errors import StrategyError
 from ..report import describe_failures
 from ..timing import CudaTimer, Timer, WallClockTimer
-from .base import SearchOutcome, SearchProblem, TracePoint
+from .base import Retiming, SearchOutcome, SearchProblem, TracePoint
 from .helion_env import prepared, usable_seeds
 from .helion_search import collected_metrics, log_path, metrics_outcome
 from .worker import attach, uses_worker, warm
@@ -97,13 +97,13 @@ def probe_size(problem: SearchProblem, warm: bool) -> int:
     return cap
 
 
-def refine_compile_timeout(probe_compile_s: Sequence[float]) -> float | None:
+def refine_compile_timeout(compile_s: Sequence[float]) -> float | None:
     """The refinement's floor for Helion's adaptive compile timeout (rule 3):
     ``REFINE_COMPILE_TIMEOUT_PER_Q90`` times the 90th percentile of the compile times seen so far,
     at least ``REFINE_COMPILE_TIMEOUT_MIN_S``. ``None`` (Helion's own floor) when there are none."""
-    if not probe_compile_s:
+    if not compile_s:
         return None
-    ranked = sorted(probe_compile_s)
+    ranked = sorted(compile_s)
     q90 = ranked[min(int(len(ranked) * 0.9), len(ranked) - 1)]
     return max(REFINE_COMPILE_TIMEOUT_MIN_S, REFINE_COMPILE_TIMEOUT_PER_Q90 * q90)
 
@@ -341,7 +341,8 @@ class SeededSearch:
             pool += [start_config] if start_id in ran else []
             contenders = _unique([*pool, *finished[:3]])
             baseline = "default" if default_ran else "the probe's fastest"
-            times = self._retime(problem, timer, contenders, rounds)
+            roles = {start_id: "start", default_id: "default"}
+            times = self._retime(problem, timer, contenders, rounds, outcome, "early-stop", roles)
             best = min(range(len(contenders)), key=lambda i: times[i])
             gain = times[0] / times[best] - 1 if times[best] > 0 else 0.0
             at_start = next(
@@ -410,7 +411,10 @@ class SeededSearch:
                 )
             top = _best([lfbo_log], 4)
             final_pool = _unique([contenders[0], contenders[best], lfbo_best, *top])
-            times = self._retime(problem, timer, final_pool, rounds)
+            roles = {_canonical_id(contenders[best]): "probe-best", default_id: "default"}
+            if lfbo_best is not None:
+                roles.setdefault(_canonical_id(lfbo_best), "lfbo-best")
+            times = self._retime(problem, timer, final_pool, rounds, outcome, "final", roles)
             best = min(range(len(final_pool)), key=lambda i: times[i])
             notes.append(
                 f"refined: {len(final_pool)} finalists re-timed, best {(times[0] / times[best] - 1) * 100:+.1f}% vs {baseline}"
@@ -490,13 +494,23 @@ class SeededSearch:
 
     @staticmethod
     def _retime(
-        problem: SearchProblem, timer: Timer, configs: Sequence[Any], rounds: int
+        problem: SearchProblem,
+        timer: Timer,
+        configs: Sequence[Any],
+        rounds: int,
+        outcome: SearchOutcome,
+        stage: str,
+        roles: dict[str, str],
     ) -> list[float]:
-        """Medians of interleaved rounds, each config its own compiled callable."""
+        """Medians of interleaved rounds, each config its own compiled callable. Every round's
+        sample goes into ``outcome.retimings``, labelled with its role (else "candidate")."""
         args = problem.args
         fns = []
         for config in configs:
             compiled = problem.bound.compile_config(config, allow_print=False)
             fns.append(lambda c=compiled: c(*args))
         samples = timer.interleaved(fns, ["candidate"] * len(fns), rounds)
+        ids = [_canonical_id(c) for c in configs]
+        labels = [f"{roles.get(i, 'candidate')}:{i}" for i in ids]
+        outcome.retimings.append(Retiming(stage, labels, [list(s) for s in samples]))
         return [statistics.median(s) for s in samples]
