@@ -485,3 +485,45 @@ def test_job_times_pair_each_sent_candidate_with_its_answer(tmp_path: Path) -> N
     assert json.loads(out.read_text())[0]["search"] == "k__seeded-probe"
     with pytest.raises(SystemExit):
         job_times.main([str(tmp_path / "missing")])
+
+
+def test_refine_phases_names_the_phase_that_gained(tmp_path: Path) -> None:
+    """Hand-written logs in Helion 1.5.0's layout: generation 0 the seeds, 1..G the surrogate's
+    generations (G from the text log), after G the polish round."""
+    from benchmarks import refine_phases
+
+    header = "run_id,timestamp_s,config_id,generation,status,perf_ms,compile_time_s,config\n"
+    logs = tmp_path / "logs"
+    logs.mkdir()
+
+    def search(name: str, rows: list[str], completed: int) -> None:
+        (logs / f"{name}.csv").write_text(header + "\n".join(rows) + "\n", encoding="utf-8")
+        text = "".join(f"[{g}s] Generation {g} complete: \n" for g in range(1, completed + 1))
+        (logs / f"{name}.log").write_text(text + "[9s] Polish round 1: 2 neighbors\n")
+
+    search(  # the generations are all slower than the seeds; the polish round gains 10%
+        "k__seeded-lfbo",
+        [
+            "r,0.5,a,0,started,,0.1,C",
+            "r,1.0,a,0,ok,1.00,0.1,C",
+            "r,4.0,b,1,ok,1.20,0.1,C",
+            "r,8.0,c,2,error,,0.1,C",
+            "r,9.5,d,3,ok,0.90,0.1,C",
+        ],
+        completed=2,
+    )
+    search("j__lfbo", ["r,1.0,a,0,ok,1.00,0.1,C", "r,3.0,b,1,ok,0.80,0.1,C"], completed=1)
+    (logs / "k__seeded-probe.csv").write_text(header, encoding="utf-8")  # not an LFBO search
+
+    rows = {r["search"]: r for r in map(refine_phases.summarise, refine_phases.lfbo_logs([logs]))}
+    assert set(rows) == {"k__seeded-lfbo", "j__lfbo"}
+    polish = rows["k__seeded-lfbo"]
+    assert polish["gain_from"] == "polish only"
+    assert (polish["seeds_ms"], polish["generations_ms"], polish["polish_ms"]) == (1.0, 1.2, 0.9)
+    assert polish["generations_s"] == 7.0 and polish["polish_s"] == 1.5
+    assert rows["j__lfbo"]["gain_from"] == "generations" and rows["j__lfbo"]["polish_ms"] is None
+    out = tmp_path / "phases.json"
+    assert refine_phases.main([str(logs), "--json", str(out)]) == 0
+    assert len(json.loads(out.read_text())) == 2
+    with pytest.raises(SystemExit):
+        refine_phases.main([str(tmp_path / "missing")])
