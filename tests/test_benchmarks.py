@@ -527,3 +527,57 @@ def test_refine_phases_names_the_phase_that_gained(tmp_path: Path) -> None:
     assert len(json.loads(out.read_text())) == 2
     with pytest.raises(SystemExit):
         refine_phases.main([str(tmp_path / "missing")])
+
+
+def test_merge_results_takes_from_each_archive_only_what_its_run_changed(tmp_path: Path) -> None:
+    """Two archives from one GPU session: the second machine copy still had the committed
+    ``a.json``, which the first archive changed; the merge keeps the first archive's."""
+    import subprocess
+    import tarfile
+
+    from benchmarks import merge_results
+
+    into = tmp_path / "repo" / "results" / "dev"
+    files = {"a.json": "old", "b.json": "old", "runlog.jsonl": "l1\n", "_device.json": "d0"}
+    into.mkdir(parents=True)
+    for name, text in files.items():
+        (into / name).write_text(text)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], cwd=into, check=True)
+    subprocess.run([*git, "add", "."], cwd=into, check=True)
+    subprocess.run([*git, "commit", "-qm", "results"], cwd=into, check=True)
+
+    def archive(name: str, changed: dict[str, str]) -> Path:
+        machine = tmp_path / name / "dev"
+        for rel, text in {**files, **changed}.items():
+            (machine / rel).parent.mkdir(parents=True, exist_ok=True)
+            (machine / rel).write_text(text)
+        out = tmp_path / f"{name}.tar.gz"
+        with tarfile.open(out, "w:gz") as tar:
+            tar.add(machine, arcname="dev")
+        return out
+
+    first = archive(
+        "one",
+        {"a.json": "new1", "runlog.jsonl": "l1\nl2\n", "_device.json": "d1", "logs/x.csv": "x"},
+    )
+    second = archive(
+        "two", {"b.json": "new2", "c.json": "new", "runlog.jsonl": "l1\nl3\n", "logs/y.csv": "y"}
+    )
+    assert (
+        merge_results.main(
+            [str(first), str(second), "--into", str(into), "--logs-dir", "logs-cold"]
+        )
+        == 0
+    )
+
+    assert {n: (into / n).read_text() for n in ("a.json", "b.json", "c.json")} == {
+        "a.json": "new1",
+        "b.json": "new2",
+        "c.json": "new",
+    }
+    assert (into / "runlog.jsonl").read_text().splitlines() == ["l1", "l2", "l3"]
+    assert (into / "_device.json").read_text() == "d0"  # kept unless --device-json
+    assert sorted(p.name for p in (into / "logs-cold").iterdir()) == ["x.csv", "y.csv"]
+    with pytest.raises(SystemExit):
+        merge_results.main([str(tmp_path / "missing.tar.gz"), "--into", str(into)])

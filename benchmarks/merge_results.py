@@ -1,0 +1,123 @@
+"""Merges ``run.py --archive`` archives from GPU machines into the committed results folder.
+
+Each archive holds the whole results folder as it was on the machine after its run, including
+the files that run did not touch, as they were when the machine got its copy of the tree (older,
+when an earlier archive of the same batch changed them). So a file is taken from an archive only
+where it differs from the committed one (``git HEAD``); archives are merged in the order given,
+the later one winning where two changed a file. ``runlog.jsonl`` gets each archive's lines that
+it lacks, in order; Helion's logs (``logs/``) go into ``--logs-dir``; the
+device's ``_device.json`` is kept as committed unless ``--device-json``. Usage::
+
+    python benchmarks/merge_results.py A.tar.gz [B.tar.gz ...] --into benchmarks/results/DEVICE \
+        [--logs-dir logs-cold] [--device-json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+RUNLOG = "runlog.jsonl"
+DEVICE = "_device.json"
+
+
+def committed(path: Path) -> bytes | None:
+    """The file's bytes at git HEAD, or None where git does not have it."""
+    done = subprocess.run(
+        ["git", "show", f"HEAD:./{path.name}"],
+        cwd=path.parent,
+        capture_output=True,
+        check=False,
+    )
+    return done.stdout if done.returncode == 0 else None
+
+
+def _results_dir(root: Path, into: Path) -> Path:
+    """The folder in an extracted archive that holds the results: the one named like ``into``,
+    else the one holding ``_device.json``."""
+    named = [p for p in root.rglob(into.name) if p.is_dir()]
+    if named:
+        return named[0]
+    found = [p.parent for p in root.rglob(DEVICE)]
+    if not found:
+        raise SystemExit(f"merge_results: no results folder ({DEVICE}) in the archive")
+    return found[0]
+
+
+def merge(
+    archives: Sequence[Path], into: Path, logs_dir: str, device_json: bool
+) -> dict[str, list[str]]:
+    """Merges ``archives`` into ``into``; returns what it did, by kind."""
+    done: dict[str, list[str]] = {"files": [], "runlog_lines": [], "logs": []}
+    runlog = into / RUNLOG
+    lines = runlog.read_text(encoding="utf-8").splitlines() if runlog.exists() else []
+    for archive in archives:
+        with tempfile.TemporaryDirectory(prefix="merge-results-") as tmp:
+            with tarfile.open(archive) as tar:
+                tar.extractall(tmp, filter="data")
+            source = _results_dir(Path(tmp), into)
+            for path in sorted(source.rglob("*")):
+                if not path.is_file():
+                    continue
+                rel = path.relative_to(source)
+                if rel.parts[0] == "logs":
+                    target = into / logs_dir / Path(*rel.parts[1:])
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(path, target)
+                    done["logs"].append(str(target.relative_to(into)))
+                elif rel.name == RUNLOG and len(rel.parts) == 1:
+                    for line in path.read_text(encoding="utf-8").splitlines():
+                        if line.strip() and line not in lines:
+                            lines.append(line)
+                            done["runlog_lines"].append(line)
+                elif rel.name == DEVICE and len(rel.parts) == 1 and not device_json:
+                    continue
+                else:
+                    target = into / rel
+                    data = path.read_bytes()
+                    head = committed(target) if target.parent.exists() else None
+                    if head == data:  # untouched by this archive's run
+                        continue
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_bytes(data)
+                    if str(rel) not in done["files"]:
+                        done["files"].append(str(rel))
+    if done["runlog_lines"]:
+        runlog.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return done
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "archives", nargs="+", type=Path, help="run.py --archive files, oldest first"
+    )
+    parser.add_argument("--into", type=Path, required=True, help="the committed results folder")
+    parser.add_argument(
+        "--logs-dir", default="logs", help="where the archives' logs/ go (in --into)"
+    )
+    parser.add_argument(
+        "--device-json", action="store_true", help=f"take the archives' {DEVICE} too"
+    )
+    args = parser.parse_args(argv)
+    missing = [str(p) for p in [*args.archives, args.into] if not p.exists()]
+    if missing:
+        parser.error(f"no such file or folder: {', '.join(missing)}")
+    done = merge(args.archives, args.into, args.logs_dir, args.device_json)
+    print(
+        f"{len(done['files'])} result files changed, {len(done['runlog_lines'])} runlog lines "
+        f"added, {len(done['logs'])} log files into {args.into / args.logs_dir}"
+    )
+    for name in done["files"]:
+        print(f"  {name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
