@@ -581,3 +581,30 @@ def test_merge_results_takes_from_each_archive_only_what_its_run_changed(tmp_pat
     assert sorted(p.name for p in (into / "logs-cold").iterdir()) == ["x.csv", "y.csv"]
     with pytest.raises(SystemExit):
         merge_results.main([str(tmp_path / "missing.tar.gz"), "--into", str(into)])
+
+
+def test_compare_results_over_the_cases_both_runs_have(tmp_path: Path) -> None:
+    from benchmarks import compare_results
+
+    def doc(cases: dict[str, tuple[float, float]]) -> dict[str, Any]:
+        def runs(ms: float, s: float) -> dict[str, Any]:
+            return {"seeded": {"ms": ms, "wall_s": s}, "lfbo": {"ms": 1.0, "wall_s": 100.0}}
+
+        return {
+            "cases": [{"name": n, "summary": {"strategies": runs(*v)}} for n, v in cases.items()]
+        }
+
+    old = tmp_path / "old.json"
+    new = tmp_path / "new.json"
+    old.write_text(json.dumps(doc({"a": (1.0, 25.0), "b": (1.21, 25.0), "gone": (1.0, 9.0)})))
+    new.write_text(json.dumps(doc({"a": (1.0, 16.0), "b": (1.0, 64.0), "added": (2.0, 1.0)})))
+    result = compare_results.compare(
+        json.loads(old.read_text()), json.loads(new.read_text()), "seeded"
+    )
+    s = result["summary"]
+    assert s["cases"] == 2 and s["only_old"] == ["gone"] and s["only_new"] == ["added"]
+    assert s["old_ms"] == pytest.approx(1.1) and s["new_ms"] == pytest.approx(1.0)
+    assert s["old_s"] == pytest.approx(0.25) and s["new_s"] == pytest.approx(0.32)
+    assert compare_results.main([str(old), str(new)]) == 0
+    with pytest.raises(SystemExit):  # no case with that strategy
+        compare_results.main([str(old), str(new), "--strategy", "seeded-warm"])
