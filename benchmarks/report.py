@@ -32,6 +32,7 @@ FULL_TARGET = "cold seeded geomean latency <= 1.00x LFBO at its default effort, 
 COLORS = {
     "seeded": "#1f77b4",
     "seeded-warm": "#17becf",
+    "seeded-climb": "#ff7f0e",
     "lfbo": "#d62728",
     "lfbo-full": "#9467bd",
     "pattern": "#2ca02c",

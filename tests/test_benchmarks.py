@@ -173,7 +173,7 @@ def test_one_command_end_to_end_then_resume_then_report(tmp_path: Path, harness_
         "--cases",
         "rms_norm_8192x8192,rms_norm_256x65536",
         "--strategies",
-        "default,seeded,random,seeded-warm",
+        "default,seeded,seeded-climb,random,seeded-warm",
         "--results-dir",
         str(results),
         "--archive",
@@ -187,7 +187,7 @@ def test_one_command_end_to_end_then_resume_then_report(tmp_path: Path, harness_
 
     records = _records(results)
     for case in ("rms_norm_8192x8192", "rms_norm_256x65536"):
-        for strategy in ("default", "seeded", "random", "seeded-warm"):
+        for strategy in ("default", "seeded", "seeded-climb", "random", "seeded-warm"):
             record = records[f"{case}__{strategy}"]
             assert record["status"] == "ok" and record["accurate"], record
             assert record["wall_s"] >= 0 and record["configs_compiled"] >= 1
@@ -205,7 +205,7 @@ def test_one_command_end_to_end_then_resume_then_report(tmp_path: Path, harness_
         assert {s["source"] for s in warm["seeds"]} == {f"results: {other} / seeded"}
         retime = records[f"{case}__retime"]
         labels = [label for c in retime["contenders"] for label in c["labels"]]
-        assert sorted(labels) == ["default", "random", "seeded", "seeded-warm"]
+        assert sorted(labels) == ["default", "random", "seeded", "seeded-climb", "seeded-warm"]
         assert retime["eager_ms"] > 0 and retime["default_ms"] > 0
         assert all(c["accurate"] for c in retime["contenders"])
     assert records["rms_norm_256x65536__retime"]["roofline"]["bytes"] == (2 * 4 * 256 + 256) * 4

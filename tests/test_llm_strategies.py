@@ -723,6 +723,33 @@ def test_compile_times_read_from_a_helion_csv(tmp_path: Path) -> None:
     assert monitor.compile_times([log, tmp_path / "missing.csv"]) == [0.40, 1.25, 30.02]
 
 
+def test_seeded_climb_probes_again_from_each_better_config(
+    tmp_path: Path, whole_probe: None
+) -> None:
+    """Rule 3's climb variant: from the default (block 32) the probe finds 64; a probe around 64
+    finds 128, the optimum; a probe around 128 finds nothing better and the climb ends. No LFBO."""
+    problem = add_problem(None, (), timer=BlockTimer(128), log_path=str(tmp_path / "logs" / "add"))
+    outcome = seeded.SeededSearch("seeded-climb", refine="climb").search(problem)
+
+    assert_runs(problem, outcome)
+    assert outcome.config["block_sizes"] == [128]
+    logs = tmp_path / "logs"
+    assert sorted(p.name for p in logs.glob("*-climb*.csv")) == ["add-climb1.csv", "add-climb2.csv"]
+    assert not (logs / "add-lfbo.csv").exists()
+    first = {r["config"] for r in read_rows(logs / "add-climb1.csv")}
+    assert any("block_sizes=[64]" in c for c in first) and any(
+        "block_sizes=[128]" in c for c in first
+    )
+    final = outcome.retimings[-1]
+    assert final.stage == "final"
+    assert any(label.startswith("climb-best:") for label in final.labels), final.labels
+
+
+def test_seeded_refinement_must_be_known() -> None:
+    with pytest.raises(ValueError, match="refine must be one of lfbo, climb"):
+        seeded.SeededSearch(refine="hill")
+
+
 class BlockWarpsTimer(Timer):
     """Like ``BlockTimer``, with the distance of num_warps from ``warps`` added: two fields whose
     gains add up, each found alone by a probe of one-field changes."""

@@ -35,6 +35,12 @@ Rules (stated, not tuned per kernel):
    ``REFINE_COMPILE_TIMEOUT_MIN_S`` (Helion's own floor is 30 s): a batch waits for its slowest
    compile. In the H100 logs of ``benchmarks/results/nvidia-h100-80gb-hbm3/logs-*``, 27 configs
    took over 5 s to compile, none came within 2% of its search's best, and 4 waited out 30 s.
+   Variant ``refine="climb"`` (``seeded-climb`` in ``benchmarks/run.py``, not a plugin strategy;
+   not yet measured): instead of LFBO, probes around the best so far, each from the last one's
+   best while it gains ``MIN_IMPROVEMENT`` on Helion's timer, at most ``CLIMB_STEPS_MAX``. In
+   session 6's H100 logs (``benchmarks/results/nvidia-h100-80gb-hbm3/refine_phases.md``) 7 of 19
+   refinements gained only in Helion's polish round, such a probe, after 7.7-43.5 s of LFBO
+   generations that found nothing; in 9 the generations gained.
 4. Final: the default, the probe's best and the search's best four are re-timed interleaved
    on the common timer; the fastest wins, so the result is never slower than the default there.
 """
@@ -74,6 +80,8 @@ COMBINE_MAX = 4  # configs joining the best 2, 3, ... of the probe's improving c
 BUDGET_LEFT_TO_GO_ON_S = 5.0  # below this, neither the combine batch nor the refinement starts
 REFINE_COMPILE_TIMEOUT_MIN_S = 10.0
 REFINE_COMPILE_TIMEOUT_PER_Q90 = 10.0
+CLIMB_STEPS_MAX = 4
+REFINEMENTS = ("lfbo", "climb")  # rule 3, and the variant benchmarks/run.py measures beside it
 
 # Under the interpreter timings rank nothing: keep every stage to a handful of candidates.
 _INTERPRETER = {
@@ -84,6 +92,7 @@ _INTERPRETER = {
     "polish_rounds": 0,
     "rounds": 2,
     "combine": 1,
+    "climb_steps": 2,
 }
 
 
@@ -257,9 +266,14 @@ class SeededSearch:
     name = "seeded"
     description = "probe around the default and the cached seeds, stop early unless it pays, then a short seeded LFBO"
 
-    def __init__(self, name: str = "seeded", extra_seed_source: str = "") -> None:
+    def __init__(
+        self, name: str = "seeded", extra_seed_source: str = "", refine: str = "lfbo"
+    ) -> None:
+        if refine not in REFINEMENTS:
+            raise ValueError(f"refine must be one of {', '.join(REFINEMENTS)}, not {refine!r}")
         self.name = name
         self.extra_seed_source = extra_seed_source
+        self.refine = refine
 
     def search(self, problem: SearchProblem) -> SearchOutcome:
         start = time.perf_counter()
@@ -377,43 +391,23 @@ class SeededSearch:
                 outcome.best_ms = times[chosen]
                 return outcome
 
-            lfbo_log = base.with_name(base.name + "-lfbo")
-            pinned = finished[:5]
-            kwargs: dict[str, Any] = {
-                "copies": int(trim.get("copies", 2)),
-                "max_generations": int(
-                    trim.get("max_generations", 4 if problem.effort == "quick" else 10)
-                ),
-                "patience": PATIENCE,
-                "min_improvement_delta": MIN_IMPROVEMENT,
-                "polish_rounds": int(trim.get("polish_rounds", 1)),
-                "num_neighbors": int(trim.get("num_neighbors", 200)),
-                "best_available_pad_random": False,
-            }
-            timeout = refine_compile_timeout(
-                monitor.compile_times(log.with_suffix(".csv") for log in logs)
-            )
-            if timeout is not None:
-                kwargs["compile_timeout_lower_bound"] = timeout
-            local = SearchProblem(
-                **{**problem.__dict__, "log_path": str(lfbo_log), "budget_s": remaining}
-            )
-            with (
-                prepared(local, pinned),
-                _env(
-                    # Helion's final shootout re-times each finalist for 5 s; ours follows instead.
-                    HELION_AUTOTUNE_FINAL_REBENCHMARK_TARGET_MS="300",
-                    HELION_AUTOTUNE_FINAL_REBENCHMARK_TOP_K="4",
-                ),
-            ):
-                lfbo_best = self._run_helion(
-                    problem, "LFBOTreeSearch", kwargs, lfbo_log, outcome, elapsed
+            if self.refine == "climb":
+                found, top = self._climb(
+                    problem,
+                    outcome,
+                    known,
+                    contenders[best],
+                    probe_size(problem, bool(seeds)),
+                    base,
+                    start,
+                    int(trim.get("climb_steps", CLIMB_STEPS_MAX)),
                 )
-            top = _best([lfbo_log], 4)
-            final_pool = _unique([contenders[0], contenders[best], lfbo_best, *top])
+            else:
+                found, top = self._lfbo(problem, outcome, logs, finished[:5], trim, base, start)
+            final_pool = _unique([contenders[0], contenders[best], found, *top])
             roles = {_canonical_id(contenders[best]): "probe-best", default_id: "default"}
-            if lfbo_best is not None:
-                roles.setdefault(_canonical_id(lfbo_best), "lfbo-best")
+            if found is not None:
+                roles.setdefault(_canonical_id(found), f"{self.refine}-best")
             times = self._retime(problem, timer, final_pool, rounds, outcome, "final", roles)
             best = min(range(len(final_pool)), key=lambda i: times[i])
             notes.append(
@@ -424,6 +418,93 @@ class SeededSearch:
             return outcome
 
     # -- pieces -----------------------------------------------------------------
+
+    def _lfbo(
+        self,
+        problem: SearchProblem,
+        outcome: SearchOutcome,
+        logs: Sequence[Path],
+        pinned: list[Any],
+        trim: dict[str, int],
+        base: Path,
+        start: float,
+    ) -> tuple[Any, list[Any]]:
+        """Rule 3: Helion's LFBOTreeSearch from the probe's best (pinned); its best and the four
+        fastest it benchmarked."""
+        elapsed = time.perf_counter() - start
+        remaining = None if problem.budget_s is None else problem.budget_s - elapsed
+        lfbo_log = base.with_name(base.name + "-lfbo")
+        kwargs: dict[str, Any] = {
+            "copies": int(trim.get("copies", 2)),
+            "max_generations": int(
+                trim.get("max_generations", 4 if problem.effort == "quick" else 10)
+            ),
+            "patience": PATIENCE,
+            "min_improvement_delta": MIN_IMPROVEMENT,
+            "polish_rounds": int(trim.get("polish_rounds", 1)),
+            "num_neighbors": int(trim.get("num_neighbors", 200)),
+            "best_available_pad_random": False,
+        }
+        timeout = refine_compile_timeout(
+            monitor.compile_times(log.with_suffix(".csv") for log in logs)
+        )
+        if timeout is not None:
+            kwargs["compile_timeout_lower_bound"] = timeout
+        local = SearchProblem(
+            **{**problem.__dict__, "log_path": str(lfbo_log), "budget_s": remaining}
+        )
+        with (
+            prepared(local, pinned),
+            _env(
+                # Helion's final shootout re-times each finalist for 5 s; ours follows instead.
+                HELION_AUTOTUNE_FINAL_REBENCHMARK_TARGET_MS="300",
+                HELION_AUTOTUNE_FINAL_REBENCHMARK_TOP_K="4",
+            ),
+        ):
+            found = self._run_helion(problem, "LFBOTreeSearch", kwargs, lfbo_log, outcome, elapsed)
+        return found, _best([lfbo_log], 4)
+
+    def _climb(
+        self,
+        problem: SearchProblem,
+        outcome: SearchOutcome,
+        known: dict[str, Any],
+        current: Any,
+        cap: int,
+        base: Path,
+        start: float,
+        steps: int,
+    ) -> tuple[Any, list[Any]]:
+        """Rule 3, climb variant: a probe around the best so far (it in the batch, with up to
+        ``cap`` of its one-step neighbours not benchmarked yet), again from a better one while a
+        step gains ``MIN_IMPROVEMENT`` on Helion's timer, at most ``steps`` steps and never with
+        less than ``BUDGET_LEFT_TO_GO_ON_S`` of the budget left. Its last best and the four
+        fastest it benchmarked."""
+        logs: list[Path] = []
+        for step in range(1, steps + 1):
+            elapsed = time.perf_counter() - start
+            if problem.budget_s is not None and problem.budget_s - elapsed < BUDGET_LEFT_TO_GO_ON_S:
+                break
+            current_id = _canonical_id(current)
+            neighbours = pattern_neighbours(problem.bound, current, problem.bound.settings)
+            random.Random(problem.seed + step).shuffle(neighbours)
+            batch: dict[str, Any] = {current_id: current}
+            for config in neighbours:
+                if len(batch) >= cap + 1:
+                    break
+                if _canonical_id(config) not in known:
+                    batch.setdefault(_canonical_id(config), config)
+            if len(batch) == 1:
+                break
+            known.update(batch)
+            logs.append(base.with_name(f"{base.name}-climb{step}"))
+            self._finite(problem, list(batch.values()), logs[-1], outcome, elapsed)
+            timed = _timed(logs[-1:])
+            here = next((ms for ms, c in timed if _canonical_id(c) == current_id), None)
+            if not timed or here is None or timed[0][0] > here * (1 - MIN_IMPROVEMENT):
+                break
+            current = timed[0][1]
+        return current, _best(logs, 4)
 
     def _finite(
         self,
