@@ -13,9 +13,7 @@ failed jobs and the seconds they cost.
 
 from __future__ import annotations
 
-import argparse
 import csv
-import json
 import statistics
 import sys
 from collections.abc import Iterable, Sequence
@@ -90,21 +88,15 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("paths", nargs="+", type=Path, help="CSV logs or folders holding them")
-    parser.add_argument("--json", type=Path, help="also write the rows here")
-    args = parser.parse_args(argv)
-    missing = [str(p) for p in args.paths if not p.exists()]
-    if missing:
-        parser.error(f"no such file or folder: {', '.join(missing)}")
-    files = csv_files(args.paths)
-    if not files:
-        parser.error(f"no CSV logs under {', '.join(map(str, args.paths))}")
-    rows = [summarise(f, source) for source, f in files]
-    print(table(rows))
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
-    return 0
+    try:
+        from benchmarks.log_tools import run
+    except ImportError:  # run as a script: this folder is first on sys.path
+        from log_tools import run  # type: ignore[no-redef]
+
+    def rows_for(paths: list[Path]) -> list[dict[str, Any]]:
+        return [summarise(f, source) for source, f in csv_files(paths)]
+
+    return run(__doc__.splitlines()[0], argv, rows_for, table, "CSV logs")
 
 
 if __name__ == "__main__":

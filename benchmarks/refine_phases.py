@@ -14,9 +14,7 @@ seconds each phase took (from the end of the one before), and which phase brough
 
 from __future__ import annotations
 
-import argparse
 import csv
-import json
 import math
 import re
 import sys
@@ -115,21 +113,15 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("paths", nargs="+", type=Path, help="CSV logs or folders holding them")
-    parser.add_argument("--json", type=Path, help="also write the rows here")
-    args = parser.parse_args(argv)
-    missing = [str(p) for p in args.paths if not p.exists()]
-    if missing:
-        parser.error(f"no such file or folder: {', '.join(missing)}")
-    files = lfbo_logs(args.paths)
-    if not files:
-        parser.error(f"no LFBO CSV logs (*lfbo.csv) under {', '.join(map(str, args.paths))}")
-    rows = [summarise(f) for f in files]
-    print(table(rows))
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
-    return 0
+    try:
+        from benchmarks.log_tools import run
+    except ImportError:  # run as a script: this folder is first on sys.path
+        from log_tools import run  # type: ignore[no-redef]
+
+    def rows_for(paths: list[Path]) -> list[dict[str, Any]]:
+        return [summarise(f) for f in lfbo_logs(paths)]
+
+    return run(__doc__.splitlines()[0], argv, rows_for, table, "LFBO CSV logs (*lfbo.csv)")
 
 
 if __name__ == "__main__":
