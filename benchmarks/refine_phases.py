@@ -74,8 +74,9 @@ def _finite(value: float) -> float | None:
 def summarise(csv_path: Path) -> dict[str, Any]:
     log = csv_path.with_suffix(".log")
     text = log.read_text(encoding="utf-8", errors="replace") if log.exists() else ""
-    with csv_path.open(newline="", encoding="utf-8") as handle:
-        row = phases(csv.DictReader(handle), last_generation(text))
+    rows = csv_path.read_text(encoding="utf-8", errors="replace")
+    whole = rows[: rows.rfind("\n") + 1]  # a last row cut short by a kill is left out
+    row = phases(csv.DictReader(whole.splitlines()), last_generation(text))
     return {"search": csv_path.stem, **row}
 
 

@@ -546,7 +546,9 @@ def run_strategy(
             timer=WallClockTimer(calls=1) if bench.interpreter else None,
             interpreter=bench.interpreter,
             progress=ProgressPrinter(label),
-            log_path=str(bench.results / "logs" / f"{case.name}__{spec.name}"),
+            # "seeded_warm", not "seeded-warm": a search clears "<base>-*", its stages' logs,
+            # which for "x__seeded" would take "x__seeded-warm-probe.csv" with them.
+            log_path=str(bench.results / "logs" / f"{case.name}__{spec.name.replace('-', '_')}"),
         )
         outcome = strategies.get(spec.registry).search(problem)
     wall_s = time.perf_counter() - start

@@ -481,10 +481,15 @@ class TuneSession:
         return usable
 
     def _log_path(self, nodeid: str) -> str | None:
+        """The base path of a case's search logs, one per test. No dots in the name: Helion, and
+        the stages after it, derive ``<base>.csv`` and ``<base>-probe.csv`` with ``with_suffix``,
+        which would cut a dotted name at its last dot and put every case of a module (and every
+        stage) into one file."""
         directory = self.log_dir()
         if directory is None:
             return None
-        return str(directory / safe_filename(nodeid.replace("/", ".").replace("::", ".")))
+        name = nodeid.replace("::", "__").replace("/", "_").replace(".", "_")
+        return str(directory / safe_filename(name))
 
     @contextlib.contextmanager
     def _search_log(self, nodeid: str) -> Iterator[Path]:

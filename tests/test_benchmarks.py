@@ -497,7 +497,9 @@ def test_refine_phases_names_the_phase_that_gained(tmp_path: Path) -> None:
     logs.mkdir()
 
     def search(name: str, rows: list[str], completed: int) -> None:
-        (logs / f"{name}.csv").write_text(header + "\n".join(rows) + "\n", encoding="utf-8")
+        cut = rows[-1].endswith(",0.0")  # the last row of a killed search has no newline
+        text = header + "\n".join(rows) + ("" if cut else "\n")
+        (logs / f"{name}.csv").write_text(text, encoding="utf-8")
         text = "".join(f"[{g}s] Generation {g} complete: \n" for g in range(1, completed + 1))
         (logs / f"{name}.log").write_text(text + "[9s] Polish round 1: 2 neighbors\n")
 
@@ -509,6 +511,7 @@ def test_refine_phases_names_the_phase_that_gained(tmp_path: Path) -> None:
             "r,4.0,b,1,ok,1.20,0.1,C",
             "r,8.0,c,2,error,,0.1,C",
             "r,9.5,d,3,ok,0.90,0.1,C",
+            "r,9.9,e,3,ok,0.0",  # cut short by a kill: no newline after it, left out
         ],
         completed=2,
     )

@@ -745,6 +745,60 @@ def test_seeded_climb_probes_again_from_each_better_config(
     assert any(label.startswith("climb-best:") for label in final.labels), final.labels
 
 
+def test_a_climb_step_is_sized_by_the_budget_left(tmp_path: Path) -> None:
+    """A climb step is benchmarked whole, so with 9.5 s of budget left it takes 9 neighbours (one a
+    second, as the probe), not the 20 the default config has."""
+    problem = add_problem(None, (), timer=BlockTimer(128), budget_s=100.0)
+    current = problem.bound.config_spec.default_config()
+    assert len(seeded.pattern_neighbours(problem.bound, current, problem.bound.settings)) > 10
+    search = seeded.SeededSearch("seeded-climb", refine="climb")
+    sent: list[int] = []
+    finite = search._finite
+
+    def counting(problem: SearchProblem, configs: list[Any], *rest: Any) -> None:
+        sent.append(len(configs))
+        finite(problem, configs, *rest)
+
+    search._finite = counting  # type: ignore[method-assign]
+    started = time.perf_counter() - 90.5  # as if 90.5 s of the 100 s were spent
+    outcome = SearchOutcome(config={})
+    search._climb(problem, outcome, {}, current, 1000, tmp_path / "add", started, steps=1)
+
+    assert sent == [1 + 9]  # the current config and 9 neighbours
+    assert (tmp_path / "add-climb1.csv").exists()
+
+
+def test_early_stop_keeps_the_start_or_a_faster_default() -> None:
+    times = [1.00, 1.01, 0.995]  # default, start (a seed), a neighbour 0.5% ahead of the start
+    assert seeded.early_stop_choice(times, 2, 1, True, 0.005) == 0  # the default re-timed faster
+    assert seeded.early_stop_choice(times, 2, 1, False, 0.005) == 1  # no default: the start
+    assert seeded.early_stop_choice([1.0, 0.99, 0.98], 2, 1, True, 0.01) == 1
+    assert seeded.early_stop_choice(times, 2, 1, True, 0.02) == 2  # a stop for the budget
+
+
+def test_refine_compile_timeout_never_above_helions_floor() -> None:
+    assert seeded.refine_compile_timeout([5.0] * 20) == seeded.HELION_COMPILE_TIMEOUT_FLOOR_S
+
+
+def test_log_path_starts_a_search_afresh_and_refuses_a_dotted_name(tmp_path: Path) -> None:
+    """Helion appends to its logs: a search's earlier logs (its own and its stages') go first,
+    and only those; a dotted name would let Helion's ``with_suffix`` merge stages' logs."""
+    from pytest_helion_tune.strategies.helion_search import log_path
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    old = ["k__seeded.csv", "k__seeded.log", "k__seeded-probe.csv", "k__seeded-lfbo.sources.csv"]
+    kept = ["k__seeded_warm-probe.csv", "k__seededx.csv", "other.csv"]
+    for name in old + kept:
+        (logs / name).write_text("x")
+    with log_path(add_problem(None, (), log_path=str(logs / "k__seeded"))) as base:
+        assert base == logs / "k__seeded"
+        assert sorted(p.name for p in logs.iterdir()) == sorted(kept)
+    dotted = add_problem(None, (), log_path=str(logs / "test_k.py.test_add"))
+    with pytest.raises(ValueError, match="must not contain a dot"), log_path(dotted):
+        pass
+
+
 def test_seeded_refinement_must_be_known() -> None:
     with pytest.raises(ValueError, match="refine must be one of lfbo, climb"):
         seeded.SeededSearch(refine="hill")

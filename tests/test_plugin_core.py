@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import subprocess
 import sys
@@ -53,6 +54,32 @@ def test_tune_then_read_cache_without_any_search(project: Project) -> None:
     third.assert_outcomes(passed=3)
     assert project.searches() == []
     assert {p.name: p.read_bytes() for p in (project.cache / "configs").glob("*.json")} == before
+
+
+def test_search_logs_keep_each_case_and_stage_apart_in_pytests_cache(project: Project) -> None:
+    """With pytest's cache on (a user's default; the other tests here turn it off), each case's
+    Helion logs go under .pytest_cache, one file per case and stage. Node ids hold dots
+    (``test_kernels.py``): a dotted base name once put every case and stage of a module into
+    one ``test_kernels.py.csv``, since Helion derives its files with ``with_suffix``."""
+    result = project.run("--helion-tune=seeded", "-k", "add", "-o", "addopts=")
+    result.assert_outcomes(passed=2, deselected=1)
+    logs = project.path / ".pytest_cache" / "d" / "helion-tune-logs"
+    names = sorted(p.name for p in logs.glob("*.csv"))
+    assert "test_kernels.py.csv" not in names, names
+    for n in (64, 128):
+        probe = logs / f"test_kernels_py__test_add_{n}_-probe.csv"
+        assert probe.exists(), names
+        with probe.open(newline="") as handle:
+            rows = [r for r in csv.DictReader(handle) if r["status"] != "started"]
+        assert rows and all(r["generation"] == "0" for r in rows)  # one batch: this case's probe
+
+    again = project.run(
+        "--helion-tune=seeded", "--helion-retune", "-k", "add and 64", "-o", "addopts="
+    )
+    again.assert_outcomes(passed=1, deselected=2)
+    with (logs / "test_kernels_py__test_add_64_-probe.csv").open(newline="") as handle:
+        runs = {r["run_id"] for r in csv.DictReader(handle)}
+    assert len(runs) == 1, "a re-run appended to the last run's log instead of starting afresh"
 
 
 def test_retune_searches_again(project: Project) -> None:

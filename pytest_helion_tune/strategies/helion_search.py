@@ -6,6 +6,7 @@ They are the references the project's own search is judged against; run as Helio
 from __future__ import annotations
 
 import contextlib
+import glob
 import inspect
 import tempfile
 import time
@@ -78,12 +79,20 @@ def metrics_outcome(metrics: list[Any], outcome: SearchOutcome) -> None:
 
 @contextlib.contextmanager
 def log_path(problem: SearchProblem) -> Iterator[Path]:
-    """Helion's CSV log of the search: ``problem.log_path`` if given, else a temporary file."""
+    """The base path of the search's logs (Helion writes ``<base>.csv`` and ``<base>.log``, the
+    stages of ``seeded`` ``<base>-<stage>.csv``): ``problem.log_path`` if given, its earlier
+    logs removed (Helion appends, and a re-run would read the last run's rows), else a
+    temporary one. ``ValueError`` for a name with a dot: Helion derives its files with
+    ``with_suffix``, which would cut the name at the dot and merge logs of different stages."""
     if problem.log_path:
         path = Path(problem.log_path)
+        if "." in path.name:
+            raise ValueError(f"log path {path}: the name must not contain a dot")
         path.parent.mkdir(parents=True, exist_ok=True)
-        for suffix in (".csv", ".log"):
-            path.with_suffix(suffix).unlink(missing_ok=True)
+        name = glob.escape(path.name)
+        for pattern in (f"{name}.*", f"{name}-*"):
+            for old in path.parent.glob(pattern):
+                old.unlink(missing_ok=True)
         yield path
         return
     with tempfile.TemporaryDirectory(prefix="helion-tune-") as tmp:

@@ -20,9 +20,10 @@ Rules (stated, not tuned per kernel):
    budget is left.
 2. Early stop: the default, the start and the best three that finished are re-timed interleaved
    on the common timer. Unless the best beats the start by at least ``GAIN_TO_CONTINUE`` (1.5%,
-   above the re-timing noise), the search stops here and returns the start: cold, nothing near
-   the default beats it beyond noise, so the default stays; warm, the best seed is already at a
-   local optimum of its neighbourhood, and a longer search is not worth its time. (Until
+   above the re-timing noise), the search stops here and returns the start (warm: the faster
+   of the start and the default, re-timed): cold, nothing near the default beats it beyond
+   noise, so the default stays; warm, the best seed is already at a local optimum of its
+   neighbourhood, and a longer search is not worth its time. (Until
    session 6 it returned the fastest re-timed, however small its lead: on the H100,
    rms_norm 64x131072 stopped with its pick +0.2% over the default on this timer and 1.7% behind
    it on the benchmark's.) When the budget is spent first, the fastest re-timed is returned.
@@ -32,8 +33,8 @@ Rules (stated, not tuned per kernel):
    remaining budget (Helion checks it between candidates). With Helion's adaptive compile
    timeout on (its default), a candidate's compile is cut off at ``REFINE_COMPILE_TIMEOUT_PER_Q90``
    times the 90th percentile of the compile times of the batches before it, never under
-   ``REFINE_COMPILE_TIMEOUT_MIN_S`` (Helion's own floor is 30 s): a batch waits for its slowest
-   compile. In the H100 logs of ``benchmarks/results/nvidia-h100-80gb-hbm3/logs-*``, 27 configs
+   ``REFINE_COMPILE_TIMEOUT_MIN_S`` nor over Helion's own floor of 30 s: a batch waits for its
+   slowest compile. In the H100 logs of ``benchmarks/results/nvidia-h100-80gb-hbm3/logs-*``, 27 configs
    took over 5 s to compile, none came within 2% of its search's best, and 4 waited out 30 s.
    Variant ``refine="climb"`` (``seeded-climb`` in ``benchmarks/run.py``, not a plugin strategy;
    not yet measured): instead of LFBO, probes around the best so far, each from the last one's
@@ -80,6 +81,7 @@ COMBINE_MAX = 4  # configs joining the best 2, 3, ... of the probe's improving c
 BUDGET_LEFT_TO_GO_ON_S = 5.0  # below this, neither the combine batch nor the refinement starts
 REFINE_COMPILE_TIMEOUT_MIN_S = 10.0
 REFINE_COMPILE_TIMEOUT_PER_Q90 = 10.0
+HELION_COMPILE_TIMEOUT_FLOOR_S = 30.0  # Helion 1.5's own floor: the cut never raises it
 CLIMB_STEPS_MAX = 4
 REFINEMENTS = ("lfbo", "climb")  # rule 3, and the variant benchmarks/run.py measures beside it
 
@@ -109,12 +111,26 @@ def probe_size(problem: SearchProblem, warm: bool) -> int:
 def refine_compile_timeout(compile_s: Sequence[float]) -> float | None:
     """The refinement's floor for Helion's adaptive compile timeout (rule 3):
     ``REFINE_COMPILE_TIMEOUT_PER_Q90`` times the 90th percentile of the compile times seen so far,
-    at least ``REFINE_COMPILE_TIMEOUT_MIN_S``. ``None`` (Helion's own floor) when there are none."""
+    at least ``REFINE_COMPILE_TIMEOUT_MIN_S`` and at most Helion's own floor. ``None`` (Helion's
+    own floor) when there are none."""
     if not compile_s:
         return None
     ranked = sorted(compile_s)
     q90 = ranked[min(int(len(ranked) * 0.9), len(ranked) - 1)]
-    return max(REFINE_COMPILE_TIMEOUT_MIN_S, REFINE_COMPILE_TIMEOUT_PER_Q90 * q90)
+    floor = max(REFINE_COMPILE_TIMEOUT_MIN_S, REFINE_COMPILE_TIMEOUT_PER_Q90 * q90)
+    return min(floor, HELION_COMPILE_TIMEOUT_FLOOR_S)
+
+
+def early_stop_choice(
+    times: Sequence[float], best: int, start: int, default_ran: bool, gain_on_start: float
+) -> int:
+    """Which re-timed contender an early stop returns (rule 2): the fastest when the stop is the
+    budget's (the best leads the start by ``GAIN_TO_CONTINUE``); else the start, or the default
+    (contender 0, when it ran) where it re-timed faster than the start."""
+    if gain_on_start >= GAIN_TO_CONTINUE:
+        return best
+    kept = [start, 0] if default_ran else [start]
+    return min(kept, key=lambda i: times[i])
 
 
 def _canonical_id(config: Any) -> str:
@@ -386,7 +402,7 @@ class SeededSearch:
                     else "no neighbour beats the start beyond noise"
                 )
                 notes.append(f"stopped after the probe: {reason}")
-                chosen = best if gain_on_start >= GAIN_TO_CONTINUE else at_start
+                chosen = early_stop_choice(times, best, at_start, default_ran, gain_on_start)
                 outcome.config = as_dict(contenders[chosen])
                 outcome.best_ms = times[chosen]
                 return outcome
@@ -476,21 +492,27 @@ class SeededSearch:
         steps: int,
     ) -> tuple[Any, list[Any]]:
         """Rule 3, climb variant: a probe around the best so far (it in the batch, with up to
-        ``cap`` of its one-step neighbours not benchmarked yet), again from a better one while a
+        ``cap`` of its one-step neighbours not benchmarked yet, fewer when little budget is left,
+        as for the probe), again from a better one while a
         step gains ``MIN_IMPROVEMENT`` on Helion's timer, at most ``steps`` steps and never with
         less than ``BUDGET_LEFT_TO_GO_ON_S`` of the budget left. Its last best and the four
         fastest it benchmarked."""
         logs: list[Path] = []
         for step in range(1, steps + 1):
             elapsed = time.perf_counter() - start
-            if problem.budget_s is not None and problem.budget_s - elapsed < BUDGET_LEFT_TO_GO_ON_S:
-                break
+            size = cap
+            if problem.budget_s is not None:
+                left = problem.budget_s - elapsed
+                if left < BUDGET_LEFT_TO_GO_ON_S:
+                    break
+                # a step is benchmarked whole, like the probe: sized by what is left of the budget
+                size = min(cap, max(PROBE_NEIGHBOURS_MIN, int(left * PROBE_NEIGHBOURS_PER_S)))
             current_id = _canonical_id(current)
             neighbours = pattern_neighbours(problem.bound, current, problem.bound.settings)
             random.Random(problem.seed + step).shuffle(neighbours)
             batch: dict[str, Any] = {current_id: current}
             for config in neighbours:
-                if len(batch) >= cap + 1:
+                if len(batch) >= size + 1:
                     break
                 if _canonical_id(config) not in known:
                     batch.setdefault(_canonical_id(config), config)
