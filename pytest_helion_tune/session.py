@@ -32,6 +32,7 @@ from .report import describe_failures
 from .results import CaseResult
 from .strategies import USES_LLM, Progress, SearchOutcome, SearchProblem, Seed, worker
 from .strategies import get as get_strategy
+from .strategies.helion_search import log_files
 from .timing import Timer, WallClockTimer
 from .tuned import TunedKernel
 
@@ -509,14 +510,10 @@ class TuneSession:
 
     @staticmethod
     def _log_files(base: Path, suffix: str = "csv") -> list[Path]:
-        """The search's CSV logs: ``<base>.csv`` and the stages' ``<base>-<stage>.csv``."""
-        if not base.parent.is_dir():
-            return []
-        found = [
-            *base.parent.glob(f"{base.name}.{suffix}"),
-            *base.parent.glob(f"{base.name}-*.{suffix}"),
-        ]
-        return sorted(p for p in found if suffix != "csv" or not p.name.endswith(".sources.csv"))
+        """The search's CSV logs: ``<base>.csv`` and the stages' ``<base>-<stage>.csv``, without
+        Helion's ``.sources.csv``."""
+        found = log_files(base, suffix)
+        return [p for p in found if suffix != "csv" or not p.name.endswith(".sources.csv")]
 
     def _tune(self, run: CaseRun, timer: Timer | None, lock: DeviceLock) -> SearchOutcome:
         assert self.options.strategy is not None

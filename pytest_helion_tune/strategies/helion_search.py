@@ -77,6 +77,16 @@ def metrics_outcome(metrics: list[Any], outcome: SearchOutcome) -> None:
     outcome.configs_tested = max(outcome.configs_tested, tested)
 
 
+def log_files(base: Path, suffix: str = "*") -> list[Path]:
+    """A search's log files with this suffix: ``<base>.<suffix>`` (Helion's) and
+    ``<base>-<stage>.<suffix>`` (the stages of ``seeded``), sorted."""
+    if not base.parent.is_dir():
+        return []
+    name = glob.escape(base.name)
+    found = [*base.parent.glob(f"{name}.{suffix}"), *base.parent.glob(f"{name}-*.{suffix}")]
+    return sorted(found)
+
+
 @contextlib.contextmanager
 def log_path(problem: SearchProblem) -> Iterator[Path]:
     """The base path of the search's logs (Helion writes ``<base>.csv`` and ``<base>.log``, the
@@ -89,10 +99,8 @@ def log_path(problem: SearchProblem) -> Iterator[Path]:
         if "." in path.name:
             raise ValueError(f"log path {path}: the name must not contain a dot")
         path.parent.mkdir(parents=True, exist_ok=True)
-        name = glob.escape(path.name)
-        for pattern in (f"{name}.*", f"{name}-*"):
-            for old in path.parent.glob(pattern):
-                old.unlink(missing_ok=True)
+        for old in log_files(path):
+            old.unlink(missing_ok=True)
         yield path
         return
     with tempfile.TemporaryDirectory(prefix="helion-tune-") as tmp:

@@ -104,8 +104,14 @@ def probe_size(problem: SearchProblem, warm: bool) -> int:
         return int(_INTERPRETER["neighbours"])
     cap = PROBE_NEIGHBOURS_WARM if warm else PROBE_NEIGHBOURS
     if problem.budget_s is not None and problem.budget_s > 0:
-        cap = min(cap, max(PROBE_NEIGHBOURS_MIN, int(problem.budget_s * PROBE_NEIGHBOURS_PER_S)))
+        cap = budget_sized(cap, problem.budget_s)
     return cap
+
+
+def budget_sized(cap: int, seconds: float) -> int:
+    """A batch benchmarked whole within ``seconds`` of budget: at most one neighbour per second
+    (``PROBE_NEIGHBOURS_PER_S``), never fewer than ``PROBE_NEIGHBOURS_MIN``, never over ``cap``."""
+    return min(cap, max(PROBE_NEIGHBOURS_MIN, int(seconds * PROBE_NEIGHBOURS_PER_S)))
 
 
 def refine_compile_timeout(compile_s: Sequence[float]) -> float | None:
@@ -141,11 +147,32 @@ def _canonical_id(config: Any) -> str:
     return str(canonical_config_id(config))
 
 
-def pattern_neighbours(bound: Any, base: Any, settings: Any) -> list[Any]:
-    """Configs one step from ``base``: each field to a neighbouring value, block sizes in pairs."""
-    gen = bound.config_spec.create_config_generation(
+def batch_around(
+    problem: SearchProblem, centre: Any, known: dict[str, Any], size: int, seed: int
+) -> dict[str, Any]:
+    """``centre`` and up to ``size`` of its one-step neighbours not in ``known``, sampled with
+    ``seed``, by canonical id: the batch of the probe (rule 1) and of a climb step (rule 3)."""
+    neighbours = pattern_neighbours(problem.bound, centre, problem.bound.settings)
+    random.Random(seed).shuffle(neighbours)
+    batch: dict[str, Any] = {_canonical_id(centre): centre}  # compared within the batch
+    for config in neighbours:
+        if len(batch) >= size + 1:
+            break
+        if _canonical_id(config) not in known:
+            batch.setdefault(_canonical_id(config), config)
+    return batch
+
+
+def _generation(bound: Any, settings: Any) -> Any:
+    """Helion's flat view of ``bound``'s config space, with the user's config overrides."""
+    return bound.config_spec.create_config_generation(
         overrides=settings.autotune_config_overrides or None
     )
+
+
+def pattern_neighbours(bound: Any, base: Any, settings: Any) -> list[Any]:
+    """Configs one step from ``base``: each field to a neighbouring value, block sizes in pairs."""
+    gen = _generation(bound, settings)
     flat = gen.flatten(base)
     overridden = set(getattr(gen, "overridden_flat_indices", ()) or ())
     options = [
@@ -205,9 +232,7 @@ def combined_changes(
     start_ms = next((ms for ms, c in timed if _canonical_id(c) == _canonical_id(start)), None)
     if start_ms is None:
         return []
-    gen = bound.config_spec.create_config_generation(
-        overrides=bound.settings.autotune_config_overrides or None
-    )
+    gen = _generation(bound, bound.settings)
     base = gen.flatten(start)
     changes: list[Change] = []
     for ms, config in sorted(timed, key=lambda item: item[0]):
@@ -327,15 +352,9 @@ class SeededSearch:
             start_id = _canonical_id(start_config)
             probe_log = base.with_name(base.name + "-probe")
             logs.append(probe_log)
-            cap = probe_size(problem, bool(seeds))
-            neighbours = pattern_neighbours(problem.bound, start_config, problem.bound.settings)
-            random.Random(problem.seed).shuffle(neighbours)
-            probe: dict[str, Any] = {start_id: start_config}  # compared within the batch
-            for config in neighbours:
-                if len(probe) >= cap + 1:
-                    break
-                if _canonical_id(config) not in known:
-                    probe.setdefault(_canonical_id(config), config)
+            probe = batch_around(
+                problem, start_config, known, probe_size(problem, bool(seeds)), problem.seed
+            )
             known.update(probe)
             if len(probe) > 1 or len(logs) == 1:  # not when only the start, benchmarked already
                 self._finite(
@@ -505,17 +524,9 @@ class SeededSearch:
                 left = problem.budget_s - elapsed
                 if left < BUDGET_LEFT_TO_GO_ON_S:
                     break
-                # a step is benchmarked whole, like the probe: sized by what is left of the budget
-                size = min(cap, max(PROBE_NEIGHBOURS_MIN, int(left * PROBE_NEIGHBOURS_PER_S)))
+                size = budget_sized(cap, left)  # a step is benchmarked whole, like the probe
             current_id = _canonical_id(current)
-            neighbours = pattern_neighbours(problem.bound, current, problem.bound.settings)
-            random.Random(problem.seed + step).shuffle(neighbours)
-            batch: dict[str, Any] = {current_id: current}
-            for config in neighbours:
-                if len(batch) >= size + 1:
-                    break
-                if _canonical_id(config) not in known:
-                    batch.setdefault(_canonical_id(config), config)
+            batch = batch_around(problem, current, known, size, problem.seed + step)
             if len(batch) == 1:
                 break
             known.update(batch)
