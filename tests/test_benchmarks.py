@@ -269,6 +269,47 @@ def test_deadline_skips_and_records_instead_of_starting(harness_env: None, tmp_p
     ]
 
 
+def test_one_warm_up_before_the_first_run_unless_a_default_run_absorbs_it(
+    harness_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plan without ``default`` first would charge the process's start-up (CUDA, the compilers,
+    Helion's benchmark worker) to its first search, and to only one side of an A/B pair."""
+    calls: list[str] = []
+
+    def fake_run(bench: Any, case: Any, spec: Any, budget_s: Any) -> None:
+        calls.append(f"{case.name}/{spec.name}")
+
+    monkeypatch.setattr(run, "run_strategy", fake_run)
+    monkeypatch.setattr(run, "warm_up", lambda bench, case: calls.append(f"warm-up {case.name}"))
+    base = ["--interpreter", "--results-dir", str(tmp_path), "--no-retime"]
+    pair = [
+        "--cases",
+        "rms_norm_8192x8192,rms_norm_256x65536",
+        "--strategies",
+        "seeded,seeded-climb",
+    ]
+    assert run.main([*base, *pair, "--order", "case"]) == 0
+    assert calls == [
+        "warm-up rms_norm_8192x8192",
+        "rms_norm_8192x8192/seeded",
+        "rms_norm_8192x8192/seeded-climb",
+        "rms_norm_256x65536/seeded",
+        "rms_norm_256x65536/seeded-climb",
+    ]
+    calls.clear()
+    assert run.main([*base, "--cases", "rms_norm_8192x8192", "--strategies", "default,seeded"]) == 0
+    assert calls == ["rms_norm_8192x8192/default", "rms_norm_8192x8192/seeded"]
+
+
+def test_the_warm_up_runs_the_first_case_s_default_config(
+    harness_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bench = run.Bench.__new__(run.Bench)
+    bench.interpreter = True
+    run.warm_up(bench, cases.BY_NAME["rms_norm_8192x8192"])
+    assert "warm-up on rms_norm_8192x8192: " in capsys.readouterr().out
+
+
 def test_warm_run_without_other_shapes_is_skipped_not_run_cold(
     harness_env: None, tmp_path: Path
 ) -> None:

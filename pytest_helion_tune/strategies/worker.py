@@ -154,6 +154,18 @@ def warm() -> None:
     threading.Thread(target=start, name="helion-tune-worker-start", daemon=True).start()
 
 
+def started() -> bool:
+    """Starts the shared worker unless it is running or switched off, and waits until it
+    answers; whether it did. For a benchmark harness that keeps the start out of its first
+    search's time."""
+    if not enabled():
+        return False
+    try:
+        return bool(shared().run(_ready, timeout=START_TIMEOUT_S))
+    except Exception:
+        return False
+
+
 def uses_worker(settings: Any) -> bool:
     """Whether Helion will benchmark in a subprocess under these settings."""
     return bool(getattr(settings, "autotune_benchmark_subprocess", False))
