@@ -33,6 +33,7 @@ COLORS = {
     "seeded": "#1f77b4",
     "seeded-warm": "#17becf",
     "seeded-climb": "#ff7f0e",
+    "seeded-lfbo": "#bcbd22",
     "lfbo": "#d62728",
     "lfbo-full": "#9467bd",
     "pattern": "#2ca02c",

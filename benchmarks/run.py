@@ -92,7 +92,14 @@ STRATEGIES: dict[str, StrategySpec] = {
             "seeded-climb",
             "quick",
             60,
-            "experimental: seeded, cold, with probes climbing from its best instead of LFBO",
+            "seeded, cold, its refinement forced to the climb (A/B of rule 3)",
+        ),
+        StrategySpec(
+            "seeded-lfbo",
+            "seeded-lfbo",
+            "quick",
+            90,
+            "seeded, cold, its refinement forced to LFBO (A/B of rule 3; seeded until b535a6c)",
         ),
         StrategySpec("lfbo", "lfbo", "quick", 230, "Helion's LFBOTreeSearch, effort quick"),
         StrategySpec("pattern", "pattern", "quick", 190, "Helion's PatternSearch, effort quick"),
@@ -515,8 +522,12 @@ def run_strategy(
     from pytest_helion_tune.strategies.seeded import SeededSearch
     from pytest_helion_tune.timing import WallClockTimer
 
-    # A variant of rule 3 measured beside seeded here, not offered to the plugin's users.
-    strategies.register("seeded-climb", lambda: SeededSearch("seeded-climb", refine="climb"))
+    # Rule 3's two refinements forced, measured beside seeded here, not offered to plugin users.
+    for refine in ("climb", "lfbo"):
+        strategies.register(
+            f"seeded-{refine}",
+            lambda refine=refine: SeededSearch(f"seeded-{refine}", refine=refine),
+        )
 
     seeds = warm_seeds(bench.results, case) if spec.warm else []
     if spec.warm and not seeds:

@@ -745,6 +745,57 @@ def test_seeded_climb_probes_again_from_each_better_config(
     assert any(label.startswith("climb-best:") for label in final.labels), final.labels
 
 
+class GentleTimer(Timer):
+    """``add`` on 256 elements where each doubling of the block from the default's 32 gains 5%
+    up to 128, every other block far slower: a probe gain above ``GAIN_TO_CONTINUE`` and below
+    ``STEEP_GAIN``."""
+
+    name = "gentle"
+
+    def sample(self, fn: Any, label: str) -> float:
+        fn()
+        launch = re.search(r"_launcher\(_helion_add, \((\d+),\)", _generated(fn))
+        assert launch, "no add kernel launch in the timed callable"
+        return {32: 1.0, 64: 0.95, 128: 0.9025}.get(256 // int(launch.group(1)), 2.0)
+
+
+def test_seeded_climbs_where_the_probe_gained_under_ten_percent(
+    tmp_path: Path, whole_probe: None
+) -> None:
+    """Rule 3 as ``seeded`` runs it: the probe's best (block 64) is 5% ahead of the default, under
+    ``STEEP_GAIN``, so the climb refines, not LFBO, and finds block 128 one step further."""
+    problem = add_problem(None, (), timer=GentleTimer(), log_path=str(tmp_path / "logs" / "add"))
+    outcome = seeded.SeededSearch().search(problem)
+
+    assert_runs(problem, outcome)
+    assert outcome.config["block_sizes"] == [128]
+    chosen = next(n for n in outcome.notes if n.startswith("refinement:"))
+    assert chosen.startswith("refinement: climb (the probe's best is +5.3% vs the start"), chosen
+    logs = tmp_path / "logs"
+    assert (logs / "add-climb1.csv").exists() and not (logs / "add-lfbo.csv").exists()
+
+
+def test_seeded_runs_lfbo_where_the_probe_gained_ten_percent_or_more(
+    tmp_path: Path, whole_probe: None
+) -> None:
+    problem = add_problem(None, (), timer=BlockTimer(128), log_path=str(tmp_path / "logs" / "add"))
+    outcome = seeded.SeededSearch().search(problem)
+
+    # The probe's block 64 is 50% ahead of the default's 32 (the interpreter's one-generation
+    # LFBO need not reach 128).
+    assert outcome.config["block_sizes"] in ([64], [128])
+    assert any(n.startswith("refinement: lfbo (") for n in outcome.notes), outcome.notes
+    logs = tmp_path / "logs"
+    assert (logs / "add-lfbo.csv").exists() and not list(logs.glob("add-climb*.csv"))
+
+
+def test_refinement_rule() -> None:
+    assert seeded.refinement("auto", seeded.STEEP_GAIN) == "lfbo"
+    assert seeded.refinement("auto", seeded.STEEP_GAIN - 0.001) == "climb"
+    assert seeded.refinement("lfbo", 0.02) == "lfbo"
+    assert seeded.refinement("climb", 0.5) == "climb"
+
+
 def test_a_climb_step_is_sized_by_the_budget_left(tmp_path: Path) -> None:
     """A climb step is benchmarked whole, so with 9.5 s of budget left it takes 9 neighbours (one a
     second, as the probe), not the 20 the default config has."""
@@ -800,7 +851,7 @@ def test_log_path_starts_a_search_afresh_and_refuses_a_dotted_name(tmp_path: Pat
 
 
 def test_seeded_refinement_must_be_known() -> None:
-    with pytest.raises(ValueError, match="refine must be one of lfbo, climb"):
+    with pytest.raises(ValueError, match="refine must be one of auto, lfbo, climb"):
         seeded.SeededSearch(refine="hill")
 
 

@@ -1,5 +1,6 @@
 """``seeded``: the project's own search. A cheap probe around the default config and the seeds
-decides in seconds whether anything beats the default; only then a short, seeded LFBO runs.
+decides in seconds whether anything beats the default; only then it refines: a climb of more
+probes, or, where the probe gained 10% or more, a short LFBO seeded with the probe's best.
 
 Rules (stated, not tuned per kernel):
 0. Start: without seeds the start is Helion's default config. With seeds (cache entries for
@@ -27,7 +28,8 @@ Rules (stated, not tuned per kernel):
    session 6 it returned the fastest re-timed, however small its lead: on the H100,
    rms_norm 64x131072 stopped with its pick +0.2% over the default on this timer and 1.7% behind
    it on the benchmark's.) When the budget is spent first, the fastest re-timed is returned.
-3. Refine: otherwise Helion's LFBOTreeSearch starts from the probe's best configs (pinned as
+3. Refine: otherwise, when the probe's best beats the start by ``STEEP_GAIN`` (10%) or more on
+   the common timer, Helion's LFBOTreeSearch starts from the probe's best configs (pinned as
    seeds) with a plateau stop (a path ends after ``PATIENCE`` generations that improve the best by
    less than ``MIN_IMPROVEMENT``), one polish round and a short final shootout, inside the
    remaining budget (Helion checks it between candidates). With Helion's adaptive compile
@@ -36,12 +38,16 @@ Rules (stated, not tuned per kernel):
    ``REFINE_COMPILE_TIMEOUT_MIN_S`` nor over Helion's own floor of 30 s: a batch waits for its
    slowest compile. In the H100 logs of ``benchmarks/results/nvidia-h100-80gb-hbm3/logs-*``, 27 configs
    took over 5 s to compile, none came within 2% of its search's best, and 4 waited out 30 s.
-   Variant ``refine="climb"`` (``seeded-climb`` in ``benchmarks/run.py``, not a plugin strategy;
-   not yet measured): instead of LFBO, probes around the best so far, each from the last one's
-   best while it gains ``MIN_IMPROVEMENT`` on Helion's timer, at most ``CLIMB_STEPS_MAX``. In
-   session 6's H100 logs (``benchmarks/results/nvidia-h100-80gb-hbm3/refine_phases.md``) 7 of 19
-   refinements gained only in Helion's polish round, such a probe, after 7.7-43.5 s of LFBO
-   generations that found nothing; in 9 the generations gained.
+   Below ``STEEP_GAIN`` it climbs instead: probes around the best so far, each from the last
+   one's best while it gains ``MIN_IMPROVEMENT`` on Helion's timer, at most ``CLIMB_STEPS_MAX``.
+   A large first gain says the default sits far from the optimum, where moves of several fields
+   at once pay and LFBO's surrogate finds them; a small one says the optimum is near, where the
+   climb finds what LFBO would in a fraction of its time. Measured side by side on the H100 at
+   b535a6c (``benchmarks/results/nvidia-h100-80gb-hbm3/refine-ab/``), 15 cases against LFBO
+   ``quick``: LFBO refinement 1.009x its latency at 0.393x its time; the climb 1.021x at 0.185x,
+   all of the climb's loss on one case (matmul 2047x2049x1023: 1.285x; its probe gained +33%);
+   the threshold chosen on those runs. ``refine="lfbo"`` and ``refine="climb"`` force one
+   (``seeded-lfbo`` and ``seeded-climb`` in ``benchmarks/run.py``, not plugin strategies).
 4. Final: the default, the probe's best and the search's best four are re-timed interleaved
    on the common timer; the fastest wins, so the result is never slower than the default there.
 """
@@ -83,7 +89,8 @@ REFINE_COMPILE_TIMEOUT_MIN_S = 10.0
 REFINE_COMPILE_TIMEOUT_PER_Q90 = 10.0
 HELION_COMPILE_TIMEOUT_FLOOR_S = 30.0  # Helion 1.5's own floor: the cut never raises it
 CLIMB_STEPS_MAX = 4
-REFINEMENTS = ("lfbo", "climb")  # rule 3, and the variant benchmarks/run.py measures beside it
+STEEP_GAIN = 0.10  # rule 3: from this gain of the probe's best over the start, LFBO refines
+REFINEMENTS = ("auto", "lfbo", "climb")  # rule 3; the forced two are measured beside it
 
 # Under the interpreter timings rank nothing: keep every stage to a handful of candidates.
 _INTERPRETER = {
@@ -137,6 +144,14 @@ def early_stop_choice(
         return best
     kept = [start, 0] if default_ran else [start]
     return min(kept, key=lambda i: times[i])
+
+
+def refinement(refine: str, gain_on_start: float) -> str:
+    """Which refinement rule 3 runs: ``refine`` when forced, else LFBO from a gain of
+    ``STEEP_GAIN`` of the probe's best over the start (re-timed), the climb below it."""
+    if refine != "auto":
+        return refine
+    return "lfbo" if gain_on_start >= STEEP_GAIN else "climb"
 
 
 def _canonical_id(config: Any) -> str:
@@ -305,10 +320,13 @@ class SeededSearch:
     """The project's own search; see the module docstring for its rules."""
 
     name = "seeded"
-    description = "probe around the default and the cached seeds, stop early unless it pays, then a short seeded LFBO"
+    description = (
+        "probe around the default and the cached seeds, stop early unless it pays, then climb "
+        "(or a short seeded LFBO where the probe gained 10%+)"
+    )
 
     def __init__(
-        self, name: str = "seeded", extra_seed_source: str = "", refine: str = "lfbo"
+        self, name: str = "seeded", extra_seed_source: str = "", refine: str = "auto"
     ) -> None:
         if refine not in REFINEMENTS:
             raise ValueError(f"refine must be one of {', '.join(REFINEMENTS)}, not {refine!r}")
@@ -426,7 +444,16 @@ class SeededSearch:
                 outcome.best_ms = times[chosen]
                 return outcome
 
-            if self.refine == "climb":
+            refine = refinement(self.refine, gain_on_start)
+            notes.append(
+                f"refinement: {refine} (the probe's best is {gain_on_start * 100:+.1f}% vs the start"
+                + (
+                    f"; LFBO from {STEEP_GAIN * 100:+.0f}%)"
+                    if self.refine == "auto"
+                    else f"; forced by refine={self.refine!r})"
+                )
+            )
+            if refine == "climb":
                 found, top = self._climb(
                     problem,
                     outcome,
@@ -442,7 +469,7 @@ class SeededSearch:
             final_pool = _unique([contenders[0], contenders[best], found, *top])
             roles = {_canonical_id(contenders[best]): "probe-best", default_id: "default"}
             if found is not None:
-                roles.setdefault(_canonical_id(found), f"{self.refine}-best")
+                roles.setdefault(_canonical_id(found), f"{refine}-best")
             times = self._retime(problem, timer, final_pool, rounds, outcome, "final", roles)
             best = min(range(len(final_pool)), key=lambda i: times[i])
             notes.append(
