@@ -131,10 +131,11 @@ def finished(paths: Iterable[Path]) -> list[tuple[float, str]]:
 
 def compile_times(paths: Iterable[Path]) -> list[float]:
     """Seconds each candidate took to compile in these CSV logs: every row with a final status
-    (not "started") and a positive time."""
+    (not "started") and a positive time, except timeouts, whose time is the timeout's, not the
+    compile's."""
     found: list[float] = []
     for row in _complete_rows(paths):
-        if len(row) < 7 or row[4] == "started":
+        if len(row) < 7 or row[4] in ("started", "timeout"):
             continue
         with contextlib.suppress(ValueError):
             seconds = float(row[6])

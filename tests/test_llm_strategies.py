@@ -675,29 +675,42 @@ def test_seeded_refinement_cuts_compiles_at_ten_times_the_earlier_q90(
     tmp_path: Path, whole_probe: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Rule 3: the refinement's LFBOTreeSearch gets a compile-timeout floor from the compile times
-    of the batches before it. The interpreter compiles nothing ahead, so its CSV logs carry no
-    compile times: a GPU probe's times (0.2 s, one at 1.5 s) stand in for them here. The search
-    object is Helion's own, built with whatever it accepts; a misspelt keyword would be dropped."""
+    of the batches before it, and every batch after the first its compile timeout; the first
+    batch gets Helion's 30 s floor, not its 60 s default. The interpreter compiles nothing ahead,
+    so its CSV logs carry no compile times: a GPU probe's times (0.2 s, one at 1.5 s) stand in
+    for them here. The search objects are Helion's own, built with whatever they accept; a
+    misspelt keyword would be dropped. The kernel's settings are restored after."""
     read: list[list[str]] = []
 
     def gpu_probe_times(paths: Any) -> list[float]:
         read.append(sorted(Path(p).name for p in paths))
-        return [0.2] * 9 + [1.5]
+        return [0.2] * 9 + [1.5] if read[-1] else []
 
-    built: list[tuple[str, Any]] = []
+    built: list[tuple[str, Any, int]] = []
 
     def recording(search: Any) -> Any:
-        built.append((type(search).__name__, getattr(search, "compile_timeout_lower_bound", None)))
+        built.append(
+            (
+                type(search).__name__,
+                getattr(search, "compile_timeout_lower_bound", None),
+                search.settings.autotune_compile_timeout,
+            )
+        )
         return attach(search)
 
     monkeypatch.setattr(seeded.monitor, "compile_times", gpu_probe_times)
     attach = seeded.attach
     monkeypatch.setattr(seeded, "attach", recording)
-    outcome = seeded.SeededSearch().search(warm_problem(128, tmp_path))
+    problem = warm_problem(128, tmp_path)
+    before = problem.bound.settings.autotune_compile_timeout
+    outcome = seeded.SeededSearch().search(problem)
 
     assert any(n.startswith("refined:") for n in outcome.notes), outcome.notes
-    assert len(read) == 1 and {"add-seeds.csv", "add-probe.csv"} <= set(read[0]), read
-    assert ("LFBOTreeSearch", 15.0) in built, built
+    assert {"add-seeds.csv", "add-probe.csv"} <= set(read[-1]), read  # what LFBO's cut read
+    assert built[0] == ("FiniteSearch", None, 30), built  # the seeds: nothing known yet
+    assert built[1] == ("FiniteSearch", None, 15), built  # the probe: 10x the seeds' q90
+    assert ("LFBOTreeSearch", 15.0, 15) in built, built
+    assert problem.bound.settings.autotune_compile_timeout == before == 60
 
 
 def test_refine_compile_timeout_rule() -> None:
@@ -708,7 +721,8 @@ def test_refine_compile_timeout_rule() -> None:
 
 def test_compile_times_read_from_a_helion_csv(tmp_path: Path) -> None:
     """A CSV in the layout Helion 1.5.0 writes (written by hand): started rows carry no time, a
-    failed compile still took its time, and a last row cut short by a kill is left out."""
+    failed compile still took its time, a timeout's time is the timeout's (left out), and a last
+    row cut short by a kill is left out."""
     log = tmp_path / "search.csv"
     log.write_text(
         "run_id,timestamp_s,config_id,generation,status,perf_ms,compile_time_s,config\n"
@@ -720,7 +734,7 @@ def test_compile_times_read_from_a_helion_csv(tmp_path: Path) -> None:
         "r,0.6,e,0,ok,0.01,7.5",
         encoding="utf-8",
     )
-    assert monitor.compile_times([log, tmp_path / "missing.csv"]) == [0.40, 1.25, 30.02]
+    assert monitor.compile_times([log, tmp_path / "missing.csv"]) == [0.40, 1.25]
 
 
 def test_seeded_climb_probes_again_from_each_better_config(

@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import math
 import os
 import random
 import statistics
@@ -132,6 +133,24 @@ def refine_compile_timeout(compile_s: Sequence[float]) -> float | None:
     q90 = ranked[min(int(len(ranked) * 0.9), len(ranked) - 1)]
     floor = max(REFINE_COMPILE_TIMEOUT_MIN_S, REFINE_COMPILE_TIMEOUT_PER_Q90 * q90)
     return min(floor, HELION_COMPILE_TIMEOUT_FLOOR_S)
+
+
+def compile_cut(earlier: Sequence[Path]) -> float | None:
+    """Rule 3's compile timeout from the compile times in the CSV logs of these batches."""
+    return refine_compile_timeout(monitor.compile_times(log.with_suffix(".csv") for log in earlier))
+
+
+@contextlib.contextmanager
+def compile_timeout(settings: Any, seconds: float) -> Iterator[None]:
+    """Lowers Helion's ``autotune_compile_timeout`` (60 s by default) to ``seconds`` for one
+    search, and restores it after: Helion's searches lower it in place (their adaptive
+    timeout), and the settings belong to the user's kernel."""
+    before = settings.autotune_compile_timeout
+    settings.autotune_compile_timeout = min(before, max(1, math.ceil(seconds)))
+    try:
+        yield
+    finally:
+        settings.autotune_compile_timeout = before
 
 
 def early_stop_choice(
@@ -376,7 +395,12 @@ class SeededSearch:
             known.update(probe)
             if len(probe) > 1 or len(logs) == 1:  # not when only the start, benchmarked already
                 self._finite(
-                    problem, list(probe.values()), probe_log, outcome, time.perf_counter() - start
+                    problem,
+                    list(probe.values()),
+                    probe_log,
+                    outcome,
+                    time.perf_counter() - start,
+                    logs[:-1],
                 )
             combine_cap = int(trim.get("combine", COMBINE_MAX))
             spent = problem.budget_s is not None and (
@@ -387,7 +411,8 @@ class SeededSearch:
             joined = [c for c in _unique(joined) if _canonical_id(c) not in known]
             if joined:  # rule 1b
                 logs.append(base.with_name(base.name + "-combine"))
-                self._finite(problem, joined, logs[-1], outcome, time.perf_counter() - start)
+                elapsed = time.perf_counter() - start
+                self._finite(problem, joined, logs[-1], outcome, elapsed, logs[:-1])
                 known.update((_canonical_id(c), c) for c in joined)
             finished = _best(logs, len(known))  # the logs, read once
             # Only what finished in Helion's worker runs in this process: a config that crashed
@@ -463,6 +488,7 @@ class SeededSearch:
                     base,
                     start,
                     int(trim.get("climb_steps", CLIMB_STEPS_MAX)),
+                    logs,
                 )
             else:
                 found, top = self._lfbo(problem, outcome, logs, finished[:5], trim, base, start)
@@ -507,9 +533,7 @@ class SeededSearch:
             "num_neighbors": int(trim.get("num_neighbors", 200)),
             "best_available_pad_random": False,
         }
-        timeout = refine_compile_timeout(
-            monitor.compile_times(log.with_suffix(".csv") for log in logs)
-        )
+        timeout = compile_cut(logs)
         if timeout is not None:
             kwargs["compile_timeout_lower_bound"] = timeout
         local = SearchProblem(
@@ -517,6 +541,7 @@ class SeededSearch:
         )
         with (
             prepared(local, pinned),
+            compile_timeout(problem.bound.settings, timeout or HELION_COMPILE_TIMEOUT_FLOOR_S),
             _env(
                 # Helion's final shootout re-times each finalist for 5 s; ours follows instead.
                 HELION_AUTOTUNE_FINAL_REBENCHMARK_TARGET_MS="300",
@@ -536,6 +561,7 @@ class SeededSearch:
         base: Path,
         start: float,
         steps: int,
+        earlier: Sequence[Path] = (),
     ) -> tuple[Any, list[Any]]:
         """Rule 3, climb variant: a probe around the best so far (it in the batch, with up to
         ``cap`` of its one-step neighbours not benchmarked yet, fewer when little budget is left,
@@ -558,7 +584,9 @@ class SeededSearch:
                 break
             known.update(batch)
             logs.append(base.with_name(f"{base.name}-climb{step}"))
-            self._finite(problem, list(batch.values()), logs[-1], outcome, elapsed)
+            self._finite(
+                problem, list(batch.values()), logs[-1], outcome, elapsed, [*earlier, *logs[:-1]]
+            )
             timed = _timed(logs[-1:])
             here = next((ms for ms, c in timed if _canonical_id(c) == current_id), None)
             if not timed or here is None or timed[0][0] > here * (1 - MIN_IMPROVEMENT):
@@ -573,12 +601,16 @@ class SeededSearch:
         base: Path,
         outcome: SearchOutcome,
         offset_s: float,
+        earlier: Sequence[Path] = (),
     ) -> None:
-        """Helion benchmarks exactly ``configs``, in full (no budget check inside the batch).
-        Helion's FiniteSearch takes no fewer than two configs: a lone config goes in twice."""
+        """Helion benchmarks exactly ``configs``, in full (no budget check inside the batch), each
+        compile cut off as rule 3 says from the ``earlier`` batches' compile times (Helion's 30 s
+        floor for the first batch). Helion's FiniteSearch takes no fewer than two configs: a lone
+        config goes in twice."""
         configs = configs * 2 if len(configs) == 1 else configs
         local = SearchProblem(**{**problem.__dict__, "log_path": str(base), "budget_s": None})
-        with prepared(local, []):
+        cut = compile_cut(earlier) or HELION_COMPILE_TIMEOUT_FLOOR_S
+        with prepared(local, []), compile_timeout(problem.bound.settings, cut):
             self._run_helion(problem, "FiniteSearch", {"configs": configs}, base, outcome, offset_s)
 
     def _run_helion(
