@@ -59,6 +59,7 @@ MAX_ROUNDS = 40
 RETIME_WARMUP_MS = 25
 RETIME_REP_MS = 100
 RETIME_RESERVE_S = 20.0  # a case's re-timing (compile + 5 rounds), kept free under --deadline-s
+RETIME_HISTORY = 10  # earlier re-timings of a case kept in its file, newest last
 # Datasheet peaks, recorded beside the measured ones (H100 SXM5: HBM3, dense fp16/bf16 tensor cores).
 DATASHEET = {"H100": {"bandwidth_gbs": 3350.0, "tflops_fp16": 989.0}}
 
@@ -701,6 +702,29 @@ def retime(bench: Bench, case: Any) -> dict[str, Any] | None:
     }
 
 
+def retime_snapshot(data: dict[str, Any]) -> dict[str, Any]:
+    """What a later re-timing keeps of this one: when, at which commit, and each config's median,
+    so that the report can tell a config pair's ratio that holds from one that moved."""
+    return {
+        "finished_at": data.get("finished_at"),
+        "git_commit": (data.get("environment") or {}).get("git_commit"),
+        "ms_by_config": {
+            c["config_id"]: c["median_ms"]
+            for c in data.get("contenders", [])
+            if "config_id" in c and "median_ms" in c
+        },
+    }
+
+
+def with_history(new: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
+    """``new`` with the earlier re-timings of its case: ``old``'s history and ``old`` itself,
+    at most ``RETIME_HISTORY``, newest last."""
+    if old is None:
+        return new
+    history = [*old.get("history", []), retime_snapshot(old)]
+    return {**new, "history": history[-RETIME_HISTORY:]}
+
+
 def needs_retime(results: Path, case: str) -> bool:
     """True when the case's finished results are not exactly what its re-timing file holds."""
     finished = case_results(results, case)
@@ -826,6 +850,7 @@ def do_retime(bench: Bench, case: Any, force: bool = False) -> None:
         return
     if data is None:
         return
+    data = with_history(data, read_json(retime_path(bench.results, case.name)))
     write_json(retime_path(bench.results, case.name), data)
     bench.log.add("retimed", case=case.name, seconds=data["retime_s"])
     bench.saved()
