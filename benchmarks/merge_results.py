@@ -5,7 +5,10 @@ the files that run did not touch, as they were when the machine got its copy of 
 when an earlier archive of the same batch changed them). So a file is taken from an archive only
 where it differs from the committed one (``git HEAD``); archives are merged in the order given,
 the later one winning where two changed a file. ``runlog.jsonl`` gets each archive's lines that
-it lacks, in order; Helion's logs (``logs/``) go into ``--logs-dir``; the
+it lacks, in order; Helion's logs (``logs/``, only the run's own: the machine's tree has none)
+go into ``--logs-dir``, where the earlier stage logs of a search the archive ran again are
+removed (a search clears its ``<base>-*`` logs when it starts, so a stage it did not reach this
+time, say ``-lfbo`` where it now climbed, would otherwise stay beside the new ones); the
 device's ``_device.json`` is kept as committed unless ``--device-json``. Usage::
 
     python benchmarks/merge_results.py A.tar.gz [B.tar.gz ...] --into benchmarks/results/DEVICE \
@@ -50,11 +53,31 @@ def _results_dir(root: Path, into: Path) -> Path:
     return found[0]
 
 
+def search_base(name: str) -> str:
+    """The search a Helion log file belongs to: ``x__seeded_warm`` for
+    ``x__seeded_warm-climb1.csv`` (stage suffixes start with ``-``; base names have no dots)."""
+    return name.split(".")[0].split("-")[0]
+
+
+def _remove_stale_logs(new: Path, logs: Path, done: dict[str, list[str]]) -> None:
+    """Removes from ``logs`` the files of every search that has logs in ``new`` but that ``new``
+    lacks: the search ran again and cleared them first."""
+    if not new.is_dir() or not logs.is_dir():
+        return
+    fresh = {p.name for p in new.iterdir() if p.is_file()}
+    for base in sorted({search_base(n) for n in fresh}):
+        for old in sorted(logs.iterdir()):
+            if old.name in fresh or search_base(old.name) != base:
+                continue
+            old.unlink()
+            done["stale_logs"].append(str(old))
+
+
 def merge(
     archives: Sequence[Path], into: Path, logs_dir: str, device_json: bool
 ) -> dict[str, list[str]]:
     """Merges ``archives`` into ``into``; returns what it did, by kind."""
-    done: dict[str, list[str]] = {"files": [], "runlog_lines": [], "logs": []}
+    done: dict[str, list[str]] = {"files": [], "runlog_lines": [], "logs": [], "stale_logs": []}
     runlog = into / RUNLOG
     lines = runlog.read_text(encoding="utf-8").splitlines() if runlog.exists() else []
     for archive in archives:
@@ -62,6 +85,7 @@ def merge(
             with tarfile.open(archive) as tar:
                 tar.extractall(tmp, filter="data")
             source = _results_dir(Path(tmp), into)
+            _remove_stale_logs(source / "logs", into / logs_dir, done)
             for path in sorted(source.rglob("*")):
                 if not path.is_file():
                     continue
@@ -112,7 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     done = merge(args.archives, args.into, args.logs_dir, args.device_json)
     print(
         f"{len(done['files'])} result files changed, {len(done['runlog_lines'])} runlog lines "
-        f"added, {len(done['logs'])} log files into {args.into / args.logs_dir}"
+        f"added, {len(done['logs'])} log files into {args.into / args.logs_dir}, "
+        f"{len(done['stale_logs'])} stale log files of searches run again removed"
     )
     for name in done["files"]:
         print(f"  {name}")

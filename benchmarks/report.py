@@ -235,8 +235,7 @@ def targets(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "seeded_vs_lfbo_ms",
             f"{{g:.3f}}x over {len(both)} cases, each on its latest re-timing"
             + (
-                f"; {agreed:.3f}x on each case's median over its re-timings of the same two "
-                "configs"
+                f"; {agreed:.3f}x on each case's median over its re-timings of the same two configs"
                 if agreed is not None
                 else ""
             ),

@@ -870,11 +870,18 @@ def warm_up(bench: Bench, case: Any) -> None:
     from pytest_helion_tune.strategies import worker
 
     start = time.perf_counter()
-    prep = prepare(case, bench.interpreter)
-    config = prep.bound.config_spec.default_config()
-    prep.bound.compile_config(config, allow_print=False)(*prep.args)
-    _sync(bench.interpreter)
-    ready = worker.uses_worker(prep.bound.settings) and worker.started()
+    try:
+        prep = prepare(case, bench.interpreter)
+        config = prep.bound.config_spec.default_config()
+        prep.bound.compile_config(config, allow_print=False)(*prep.args)
+        _sync(bench.interpreter)
+        # The interpreter's searches benchmark in this process (interpreter.prepare_settings).
+        ready = (
+            not bench.interpreter and worker.uses_worker(prep.bound.settings) and worker.started()
+        )
+    except Exception as exc:  # the first run then pays what is left, and reports its own trouble
+        say(f"warm-up on {case.name} failed: {type(exc).__name__}: {exc}")
+        return
     say(
         f"warm-up on {case.name}: {time.perf_counter() - start:.1f} s"
         + (", benchmark worker started" if ready else "")
@@ -909,12 +916,12 @@ def execute(bench: Bench, args: argparse.Namespace, cases: Sequence[Any]) -> int
                     "skipped", case=case.name, strategy=name, reason="deadline", estimate_s=estimate
                 )
             else:
+                if not warmed and name != "default":
+                    warm_up(bench, case)  # before the budget: the deadline counts it
+                warmed = True
                 budget = None
                 if bench.deadline is not None:
                     budget = max(5.0, bench.deadline - bench.elapsed() - reserve)
-                if not warmed and name != "default":
-                    warm_up(bench, case)
-                warmed = True
                 say(f"{case.name}/{name}: {spec.description} (likely {estimate:.0f} s)")
                 bench.log.add("start", case=case.name, strategy=name)
                 try:

@@ -302,12 +302,45 @@ def test_one_warm_up_before_the_first_run_unless_a_default_run_absorbs_it(
 
 
 def test_the_warm_up_runs_the_first_case_s_default_config(
-    harness_env: None, capsys: pytest.CaptureFixture[str]
+    harness_env: None, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """It compiles and runs the first case's default config; under the interpreter it starts no
+    benchmark worker (the interpreter's searches benchmark in the process); a failure is reported
+    and the run goes on."""
+    from pytest_helion_tune.strategies import worker
+
+    ran: list[Any] = []
+    prepare = run.prepare
+
+    def spying(case: Any, interpreter: bool) -> Any:
+        prep = prepare(case, interpreter)
+        compile_config = prep.bound.compile_config
+
+        def compiling(config: Any, **kwargs: Any) -> Any:
+            ran.append(dict(config.config))
+            return compile_config(config, **kwargs)
+
+        monkeypatch.setattr(prep.bound, "compile_config", compiling)
+        return prep
+
+    monkeypatch.setattr(run, "prepare", spying)
+    monkeypatch.setattr(worker, "started", lambda: pytest.fail("no worker under the interpreter"))
     bench = run.Bench.__new__(run.Bench)
     bench.interpreter = True
-    run.warm_up(bench, cases.BY_NAME["rms_norm_8192x8192"])
+    case = cases.BY_NAME["rms_norm_8192x8192"]
+    run.warm_up(bench, case)
     assert "warm-up on rms_norm_8192x8192: " in capsys.readouterr().out
+    default = run.prepare(case, True).bound.config_spec.default_config()
+    assert ran[0] == dict(default.config)
+
+    def broken(case: Any, interpreter: bool) -> Any:
+        raise RuntimeError("no device")
+
+    monkeypatch.setattr(run, "prepare", broken)
+    run.warm_up(bench, case)
+    assert (
+        "warm-up on rms_norm_8192x8192 failed: RuntimeError: no device" in capsys.readouterr().out
+    )
 
 
 def test_warm_run_without_other_shapes_is_skipped_not_run_cold(
@@ -628,6 +661,10 @@ def test_merge_results_takes_from_each_archive_only_what_its_run_changed(tmp_pat
     into = tmp_path / "repo" / "results" / "dev"
     files = {"a.json": "old", "b.json": "old", "runlog.jsonl": "l1\n", "_device.json": "d0"}
     into.mkdir(parents=True)
+    # An earlier run of search y went on to an LFBO stage; the new one (below) stopped sooner.
+    (into / "logs-cold").mkdir()
+    for name in ("y__seeded-probe.csv", "y__seeded-lfbo.csv", "y__seeded_warm-probe.csv"):
+        (into / "logs-cold" / name).write_text("old")
     for name, text in files.items():
         (into / name).write_text(text)
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
@@ -650,7 +687,14 @@ def test_merge_results_takes_from_each_archive_only_what_its_run_changed(tmp_pat
         {"a.json": "new1", "runlog.jsonl": "l1\nl2\n", "_device.json": "d1", "logs/x.csv": "x"},
     )
     second = archive(
-        "two", {"b.json": "new2", "c.json": "new", "runlog.jsonl": "l1\nl3\n", "logs/y.csv": "y"}
+        "two",
+        {
+            "b.json": "new2",
+            "c.json": "new",
+            "runlog.jsonl": "l1\nl3\n",
+            "logs/y.csv": "y",
+            "logs/y__seeded-probe.csv": "new",
+        },
     )
     assert (
         merge_results.main(
@@ -666,7 +710,13 @@ def test_merge_results_takes_from_each_archive_only_what_its_run_changed(tmp_pat
     }
     assert (into / "runlog.jsonl").read_text().splitlines() == ["l1", "l2", "l3"]
     assert (into / "_device.json").read_text() == "d0"  # kept unless --device-json
-    assert sorted(p.name for p in (into / "logs-cold").iterdir()) == ["x.csv", "y.csv"]
+    assert sorted(p.name for p in (into / "logs-cold").iterdir()) == [
+        "x.csv",
+        "y.csv",
+        "y__seeded-probe.csv",  # the new run's
+        "y__seeded_warm-probe.csv",  # another search, untouched
+    ]
+    assert (into / "logs-cold" / "y__seeded-probe.csv").read_text() == "new"
     with pytest.raises(SystemExit):
         merge_results.main([str(tmp_path / "missing.tar.gz"), "--into", str(into)])
 

@@ -706,11 +706,58 @@ def test_seeded_refinement_cuts_compiles_at_ten_times_the_earlier_q90(
     outcome = seeded.SeededSearch().search(problem)
 
     assert any(n.startswith("refined:") for n in outcome.notes), outcome.notes
+    assert read[0] == [] and read[1] == ["add-seeds.csv"], read  # the seeds' cut, the probe's
     assert {"add-seeds.csv", "add-probe.csv"} <= set(read[-1]), read  # what LFBO's cut read
+    assert "add-lfbo.csv" not in read[-1], read
     assert built[0] == ("FiniteSearch", None, 30), built  # the seeds: nothing known yet
     assert built[1] == ("FiniteSearch", None, 15), built  # the probe: 10x the seeds' q90
     assert ("LFBOTreeSearch", 15.0, 15) in built, built
-    assert problem.bound.settings.autotune_compile_timeout == before == 60
+    assert problem.bound.settings.autotune_compile_timeout == before
+
+
+def test_a_climb_step_s_compile_cut_comes_from_every_batch_before_it(
+    tmp_path: Path, whole_probe: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cold, the probe is the first batch (30 s); every later batch, each climb step included,
+    gets 10x the earlier batches' q90 (GPU-like times stand in: the interpreter logs none)."""
+    read: list[list[str]] = []
+
+    def gpu_times(paths: Any) -> list[float]:
+        read.append(sorted(Path(p).name for p in paths))
+        return [0.2] * 9 + [2.0] if read[-1] else []
+
+    built: list[tuple[str, int]] = []
+
+    def recording(search: Any) -> Any:
+        built.append((type(search).__name__, search.settings.autotune_compile_timeout))
+        return attach(search)
+
+    monkeypatch.setattr(seeded.monitor, "compile_times", gpu_times)
+    attach = seeded.attach
+    monkeypatch.setattr(seeded, "attach", recording)
+    problem = add_problem(None, (), timer=GentleTimer(), log_path=str(tmp_path / "logs" / "add"))
+    seeded.SeededSearch().search(problem)
+
+    assert (tmp_path / "logs" / "add-climb1.csv").exists()
+    assert built[0] == ("FiniteSearch", 30), built
+    assert len(built) >= 3 and all(b == ("FiniteSearch", 20) for b in built[1:]), built
+    assert all("add-probe.csv" in r for r in read[1:]), read
+
+
+def test_compile_timeout_restores_and_leaves_a_raised_one_alone() -> None:
+    from types import SimpleNamespace
+
+    settings = SimpleNamespace(autotune_compile_timeout=60)
+    with pytest.raises(RuntimeError), seeded.compile_timeout(settings, 12.5):
+        assert settings.autotune_compile_timeout == 13
+        raise RuntimeError("a search failed")
+    assert settings.autotune_compile_timeout == 60
+    settings.autotune_compile_timeout = 120  # the user's, for slow compiles
+    with seeded.compile_timeout(settings, 12.5):
+        assert settings.autotune_compile_timeout == 120
+    settings.autotune_compile_timeout = 5  # lowered by the user: never raised
+    with seeded.compile_timeout(settings, 12.5):
+        assert settings.autotune_compile_timeout == 5
 
 
 def test_refine_compile_timeout_rule() -> None:
@@ -721,8 +768,8 @@ def test_refine_compile_timeout_rule() -> None:
 
 def test_compile_times_read_from_a_helion_csv(tmp_path: Path) -> None:
     """A CSV in the layout Helion 1.5.0 writes (written by hand): started rows carry no time, a
-    failed compile still took its time, a timeout's time is the timeout's (left out), and a last
-    row cut short by a kill is left out."""
+    failed compile still took its time, a compile timeout's time is the timeout's (left out), a
+    benchmark timeout's is the compile's, and a last row cut short by a kill is left out."""
     log = tmp_path / "search.csv"
     log.write_text(
         "run_id,timestamp_s,config_id,generation,status,perf_ms,compile_time_s,config\n"
@@ -731,10 +778,12 @@ def test_compile_times_read_from_a_helion_csv(tmp_path: Path) -> None:
         'r,0.3,b,0,error,,1.25,"Config(num_warps=8)"\n'
         'r,0.4,c,0,ok,0.0456,,"Config(num_warps=2)"\n'
         'r,0.5,d,0,timeout,,30.02,"Config(num_warps=32)"\n'
+        'r,0.55,f,0,timeout,,0.85,"Config(num_warps=16)"\n'
         "r,0.6,e,0,ok,0.01,7.5",
         encoding="utf-8",
     )
-    assert monitor.compile_times([log, tmp_path / "missing.csv"]) == [0.40, 1.25]
+    # The 30.02 s timeout is a compile cut off; the 0.85 s one a benchmark that timed out.
+    assert monitor.compile_times([log, tmp_path / "missing.csv"]) == [0.40, 1.25, 0.85]
 
 
 def test_seeded_climb_probes_again_from_each_better_config(

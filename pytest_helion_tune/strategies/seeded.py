@@ -32,22 +32,26 @@ Rules (stated, not tuned per kernel):
    the common timer, Helion's LFBOTreeSearch starts from the probe's best configs (pinned as
    seeds) with a plateau stop (a path ends after ``PATIENCE`` generations that improve the best by
    less than ``MIN_IMPROVEMENT``), one polish round and a short final shootout, inside the
-   remaining budget (Helion checks it between candidates). With Helion's adaptive compile
-   timeout on (its default), a candidate's compile is cut off at ``REFINE_COMPILE_TIMEOUT_PER_Q90``
-   times the 90th percentile of the compile times of the batches before it, never under
-   ``REFINE_COMPILE_TIMEOUT_MIN_S`` nor over Helion's own floor of 30 s: a batch waits for its
-   slowest compile. In the H100 logs of ``benchmarks/results/nvidia-h100-80gb-hbm3/logs-*``, 27 configs
-   took over 5 s to compile, none came within 2% of its search's best, and 4 waited out 30 s.
+   remaining budget (Helion checks it between candidates).
    Below ``STEEP_GAIN`` it climbs instead: probes around the best so far, each from the last
    one's best while it gains ``MIN_IMPROVEMENT`` on Helion's timer, at most ``CLIMB_STEPS_MAX``.
    A large first gain says the default sits far from the optimum, where moves of several fields
    at once pay and LFBO's surrogate finds them; a small one says the optimum is near, where the
-   climb finds what LFBO would in a fraction of its time. Measured side by side on the H100 at
-   b535a6c (``benchmarks/results/nvidia-h100-80gb-hbm3/refine-ab/``), 15 cases against LFBO
-   ``quick``: LFBO refinement 1.009x its latency at 0.393x its time; the climb 1.021x at 0.185x,
-   all of the climb's loss on one case (matmul 2047x2049x1023: 1.285x; its probe gained +33%);
-   the threshold chosen on those runs. ``refine="lfbo"`` and ``refine="climb"`` force one
-   (``seeded-lfbo`` and ``seeded-climb`` in ``benchmarks/run.py``, not plugin strategies).
+   climb finds what LFBO would in a fraction of its time. Measured side by side on the H100
+   (``benchmarks/results/nvidia-h100-80gb-hbm3/refine_ab.md``), 15 cases against LFBO ``quick``:
+   always LFBO 1.011x its latency at 0.393x its time; always the climb 1.022x at 0.185x, all of
+   the climb's loss on one case (matmul 2047x2049x1023: 1.290x; its probe gained +33%); the
+   switch 0.997x at 0.293x, the threshold chosen on the first two runs. ``refine="lfbo"`` and
+   ``refine="climb"`` force one (``seeded-lfbo`` and ``seeded-climb`` in ``benchmarks/run.py``,
+   not plugin strategies).
+   Compiles, in every batch (seeds, probe, combine, climb steps, LFBO): a candidate's compile is
+   cut off at ``REFINE_COMPILE_TIMEOUT_PER_Q90`` times the 90th percentile of the compile times of
+   the batches before it, never under ``REFINE_COMPILE_TIMEOUT_MIN_S`` nor over Helion's adaptive
+   floor of 30 s; the first batch at 30 s. Helion's own timeout is 60 s; one the user raised
+   above that is left alone. A batch waits for its slowest compile: in the H100 logs of
+   ``benchmarks/results/nvidia-h100-80gb-hbm3/logs-*``, 9 of 7559 compiles took over 10 s and
+   none of those configs came near its search's best, while warm searches waited out 60 s
+   compiles in batch after batch.
 4. Final: the default, the probe's best and the search's best four are re-timed interleaved
    on the common timer; the fastest wins, so the result is never slower than the default there.
 """
@@ -86,9 +90,10 @@ PROBE_NEIGHBOURS_MIN = 8
 RETIME_ROUNDS = 7
 COMBINE_MAX = 4  # configs joining the best 2, 3, ... of the probe's improving changes
 BUDGET_LEFT_TO_GO_ON_S = 5.0  # below this, neither the combine batch nor the refinement starts
-REFINE_COMPILE_TIMEOUT_MIN_S = 10.0
+REFINE_COMPILE_TIMEOUT_MIN_S = monitor.COMPILE_TIMEOUT_MIN_S  # 10 s
 REFINE_COMPILE_TIMEOUT_PER_Q90 = 10.0
-HELION_COMPILE_TIMEOUT_FLOOR_S = 30.0  # Helion 1.5's own floor: the cut never raises it
+HELION_COMPILE_TIMEOUT_FLOOR_S = 30.0  # Helion 1.5's adaptive floor: the cut never raises it
+HELION_COMPILE_TIMEOUT_DEFAULT_S = 60  # Helion 1.5's autotune_compile_timeout; above it, the user's
 CLIMB_STEPS_MAX = 4
 STEEP_GAIN = 0.10  # rule 3: from this gain of the probe's best over the start, LFBO refines
 REFINEMENTS = ("auto", "lfbo", "climb")  # rule 3; the forced two are measured beside it
@@ -123,10 +128,9 @@ def budget_sized(cap: int, seconds: float) -> int:
 
 
 def refine_compile_timeout(compile_s: Sequence[float]) -> float | None:
-    """The refinement's floor for Helion's adaptive compile timeout (rule 3):
-    ``REFINE_COMPILE_TIMEOUT_PER_Q90`` times the 90th percentile of the compile times seen so far,
-    at least ``REFINE_COMPILE_TIMEOUT_MIN_S`` and at most Helion's own floor. ``None`` (Helion's
-    own floor) when there are none."""
+    """A batch's compile timeout (rule 3): ``REFINE_COMPILE_TIMEOUT_PER_Q90`` times the 90th
+    percentile of the compile times seen so far, at least ``REFINE_COMPILE_TIMEOUT_MIN_S`` and at
+    most Helion's adaptive floor. ``None`` (that floor) when there are none."""
     if not compile_s:
         return None
     ranked = sorted(compile_s)
@@ -144,9 +148,11 @@ def compile_cut(earlier: Sequence[Path]) -> float | None:
 def compile_timeout(settings: Any, seconds: float) -> Iterator[None]:
     """Lowers Helion's ``autotune_compile_timeout`` (60 s by default) to ``seconds`` for one
     search, and restores it after: Helion's searches lower it in place (their adaptive
-    timeout), and the settings belong to the user's kernel."""
+    timeout), and the settings belong to the user's kernel. A timeout the user raised above
+    Helion's default (slow compiles on their machine, say) is left as it is."""
     before = settings.autotune_compile_timeout
-    settings.autotune_compile_timeout = min(before, max(1, math.ceil(seconds)))
+    if before <= HELION_COMPILE_TIMEOUT_DEFAULT_S:
+        settings.autotune_compile_timeout = min(before, max(1, math.ceil(seconds)))
     try:
         yield
     finally:
