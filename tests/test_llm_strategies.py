@@ -745,19 +745,25 @@ def test_a_climb_step_s_compile_cut_comes_from_every_batch_before_it(
 
 
 def test_compile_timeout_restores_and_leaves_a_raised_one_alone() -> None:
-    from types import SimpleNamespace
+    from pytest_helion_tune.strategies.helion_env import prepared
 
-    settings = SimpleNamespace(autotune_compile_timeout=60)
-    with pytest.raises(RuntimeError), seeded.compile_timeout(settings, 12.5):
-        assert settings.autotune_compile_timeout == 13
-        raise RuntimeError("a search failed")
-    assert settings.autotune_compile_timeout == 60
-    settings.autotune_compile_timeout = 120  # the user's, for slow compiles
-    with seeded.compile_timeout(settings, 12.5):
-        assert settings.autotune_compile_timeout == 120
-    settings.autotune_compile_timeout = 5  # lowered by the user: never raised
-    with seeded.compile_timeout(settings, 12.5):
-        assert settings.autotune_compile_timeout == 5
+    problem = add_problem(None, ())
+    settings = problem.bound.settings
+    users = settings.autotune_compile_timeout
+    try:
+        settings.autotune_compile_timeout = 60
+        with pytest.raises(RuntimeError), prepared(problem, [], 12.5):
+            assert settings.autotune_compile_timeout == 13
+            raise RuntimeError("a search failed")
+        assert settings.autotune_compile_timeout == 60
+        settings.autotune_compile_timeout = 120  # the user's, for slow compiles
+        with prepared(problem, [], 12.5):
+            assert settings.autotune_compile_timeout == 120
+        settings.autotune_compile_timeout = 5  # lowered by the user: never raised
+        with prepared(problem, [], 12.5):
+            assert settings.autotune_compile_timeout == 5
+    finally:
+        settings.autotune_compile_timeout = users
 
 
 def test_refine_compile_timeout_rule() -> None:

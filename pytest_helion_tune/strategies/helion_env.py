@@ -33,6 +33,7 @@ _FIELDS = (
     "autotune_benchmark_subprocess",
     "autotune_compile_timeout",
 )
+HELION_COMPILE_TIMEOUT_DEFAULT_S = 60  # Helion 1.5's autotune_compile_timeout; above it, the user's
 
 
 def usable_seeds(
@@ -78,12 +79,24 @@ def settle_compile_cache_dir(bound: Any) -> None:
         setup(index if index is not None else 0)
 
 
+def lowered_compile_timeout(current: int, seconds: float) -> int:
+    """Helion's ``autotune_compile_timeout`` lowered to ``seconds`` (rounded up), never raised;
+    a timeout the user raised above Helion's default (slow compiles on their machine, say) is
+    left as it is."""
+    if current > HELION_COMPILE_TIMEOUT_DEFAULT_S:
+        return current
+    return min(current, max(1, math.ceil(seconds)))
+
+
 @contextlib.contextmanager
-def prepared(problem: SearchProblem, seed_configs: list[Any]) -> Iterator[Any]:
+def prepared(
+    problem: SearchProblem, seed_configs: list[Any], compile_timeout_s: float | None = None
+) -> Iterator[Any]:
     """Yields the bound kernel's settings, set up for this problem; restores them on exit.
 
     Settings are shared by every BoundKernel of a kernel, and some searches change them
     (the adaptive compile timeout), so each case starts from the user's own values.
+    ``compile_timeout_s`` lowers the compile timeout for this search (``lowered_compile_timeout``).
     """
     settle_compile_cache_dir(problem.bound)
     settings = problem.bound.settings
@@ -104,6 +117,10 @@ def prepared(problem: SearchProblem, seed_configs: list[Any]) -> Iterator[Any]:
         settings.autotune_ignore_errors = True
         settings.autotune_seed_configs = seed_configs or None
         settings.autotune_log = problem.log_path
+        if compile_timeout_s is not None:
+            settings.autotune_compile_timeout = lowered_compile_timeout(
+                settings.autotune_compile_timeout, compile_timeout_s
+            )
         if problem.interpreter:
             interpreter.prepare_settings(settings)
         # Helion's own on-disk cache would seed the search behind our back (and differently

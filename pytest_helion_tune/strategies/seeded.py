@@ -60,7 +60,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import math
 import os
 import random
 import statistics
@@ -93,7 +92,6 @@ BUDGET_LEFT_TO_GO_ON_S = 5.0  # below this, neither the combine batch nor the re
 REFINE_COMPILE_TIMEOUT_MIN_S = monitor.COMPILE_TIMEOUT_MIN_S  # 10 s
 REFINE_COMPILE_TIMEOUT_PER_Q90 = 10.0
 HELION_COMPILE_TIMEOUT_FLOOR_S = 30.0  # Helion 1.5's adaptive floor: the cut never raises it
-HELION_COMPILE_TIMEOUT_DEFAULT_S = 60  # Helion 1.5's autotune_compile_timeout; above it, the user's
 CLIMB_STEPS_MAX = 4
 STEEP_GAIN = 0.10  # rule 3: from this gain of the probe's best over the start, LFBO refines
 REFINEMENTS = ("auto", "lfbo", "climb")  # rule 3; the forced two are measured beside it
@@ -142,21 +140,6 @@ def refine_compile_timeout(compile_s: Sequence[float]) -> float | None:
 def compile_cut(earlier: Sequence[Path]) -> float | None:
     """Rule 3's compile timeout from the compile times in the CSV logs of these batches."""
     return refine_compile_timeout(monitor.compile_times(log.with_suffix(".csv") for log in earlier))
-
-
-@contextlib.contextmanager
-def compile_timeout(settings: Any, seconds: float) -> Iterator[None]:
-    """Lowers Helion's ``autotune_compile_timeout`` (60 s by default) to ``seconds`` for one
-    search, and restores it after: Helion's searches lower it in place (their adaptive
-    timeout), and the settings belong to the user's kernel. A timeout the user raised above
-    Helion's default (slow compiles on their machine, say) is left as it is."""
-    before = settings.autotune_compile_timeout
-    if before <= HELION_COMPILE_TIMEOUT_DEFAULT_S:
-        settings.autotune_compile_timeout = min(before, max(1, math.ceil(seconds)))
-    try:
-        yield
-    finally:
-        settings.autotune_compile_timeout = before
 
 
 def early_stop_choice(
@@ -546,8 +529,7 @@ class SeededSearch:
             **{**problem.__dict__, "log_path": str(lfbo_log), "budget_s": remaining}
         )
         with (
-            prepared(local, pinned),
-            compile_timeout(problem.bound.settings, timeout or HELION_COMPILE_TIMEOUT_FLOOR_S),
+            prepared(local, pinned, timeout or HELION_COMPILE_TIMEOUT_FLOOR_S),
             _env(
                 # Helion's final shootout re-times each finalist for 5 s; ours follows instead.
                 HELION_AUTOTUNE_FINAL_REBENCHMARK_TARGET_MS="300",
@@ -616,7 +598,7 @@ class SeededSearch:
         configs = configs * 2 if len(configs) == 1 else configs
         local = SearchProblem(**{**problem.__dict__, "log_path": str(base), "budget_s": None})
         cut = compile_cut(earlier) or HELION_COMPILE_TIMEOUT_FLOOR_S
-        with prepared(local, []), compile_timeout(problem.bound.settings, cut):
+        with prepared(local, [], cut):
             self._run_helion(problem, "FiniteSearch", {"configs": configs}, base, outcome, offset_s)
 
     def _run_helion(
