@@ -474,6 +474,14 @@ def prepare(case: Any, interpreter: bool) -> Prepared:
     return Prepared(case, family, args, bound, default_tolerance(args), shape, dtype)
 
 
+def run_default_config(prep: Prepared, interpreter: bool) -> Any:
+    """Compiles Helion's default config for the case, runs it once and waits for it; returns it."""
+    config = prep.bound.config_spec.default_config()
+    prep.bound.compile_config(config, allow_print=False)(*prep.args)
+    _sync(interpreter)
+    return config
+
+
 def warm_seeds(results: Path, case: Any) -> list[Any]:
     """Configs tuned by ``seeded`` or ``lfbo`` at the other shapes of this case's family."""
     from benchmarks.cases import family_cases
@@ -538,9 +546,7 @@ def run_strategy(
     started_at = now_iso()
     start = time.perf_counter()
     if spec.registry is None:
-        config = prep.bound.config_spec.default_config()
-        prep.bound.compile_config(config, allow_print=False)(*prep.args)
-        _sync(bench.interpreter)
+        config = run_default_config(prep, bench.interpreter)
         outcome = SearchOutcome(config=as_dict(config), configs_compiled=1)
         outcome.seed_source = "none"
     else:
@@ -872,9 +878,7 @@ def warm_up(bench: Bench, case: Any) -> None:
     start = time.perf_counter()
     try:
         prep = prepare(case, bench.interpreter)
-        config = prep.bound.config_spec.default_config()
-        prep.bound.compile_config(config, allow_print=False)(*prep.args)
-        _sync(bench.interpreter)
+        run_default_config(prep, bench.interpreter)
         # The interpreter's searches benchmark in this process (interpreter.prepare_settings).
         ready = (
             not bench.interpreter and worker.uses_worker(prep.bound.settings) and worker.started()
