@@ -129,9 +129,7 @@ def finished(paths: Iterable[Path]) -> list[tuple[float, str]]:
     return sorted(found, key=lambda item: item[0])
 
 
-COMPILE_TIMEOUT_MIN_S = (
-    10.0  # the least compile timeout seeded sets (its REFINE_COMPILE_TIMEOUT_MIN_S)
-)
+COMPILE_TIMEOUT_MIN_S = 5.0  # the least compile timeout seeded sets (REFINE_COMPILE_TIMEOUT_MIN_S)
 
 
 def compile_times(paths: Iterable[Path]) -> list[float]:

@@ -650,6 +650,35 @@ def test_refine_phases_names_the_phase_that_gained(tmp_path: Path) -> None:
         refine_phases.main([str(tmp_path / "missing")])
 
 
+def test_compile_cut_replays_a_rule_and_names_the_good_config_it_would_lose(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Hand-written stage logs in Helion 1.5.0's layout: a probe whose best config took 6 s to
+    compile, then a climb step; a 3 s cut loses that config, a 10 s one does not."""
+    from benchmarks import compile_cut
+
+    header = "run_id,timestamp_s,config_id,generation,status,perf_ms,compile_time_s,config\n"
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "k__seeded-probe.csv").write_text(
+        header + "r,1,a,0,ok,1.00,0.5,C\nr,2,b,0,ok,0.50,6.0,C\nr,3,c,0,timeout,,10.0,C\n"
+    )
+    (logs / "k__seeded-climb1.csv").write_text(header + "r,1,d,0,ok,0.52,1.0,C\n")
+    (logs / "k__lfbo.csv").write_text(header + "r,1,e,0,ok,0.40,0.1,C\n")  # no seeded stage
+
+    found = compile_cut.searches([logs])
+    assert list(found) == [(str(logs), "k", "seeded")]
+    # The probe is the first batch (the cut itself), the climb step waits for its 1.0 s compile.
+    assert compile_cut.replay(found, (10.0, 5.0, 5.0), 0.10) == (11.0, [])
+    waited, lost = compile_cut.replay(found, (3.0, 3.0, 3.0), 0.10)
+    assert waited == 4.0 and lost == ["k/seeded/probe: 1.000x best, 6.0 s"]
+    # Later batches: 3x the q90 of the earlier finished compiles (0.5 and 6.0 s), at most 30 s.
+    assert compile_cut.cut_for((3.0, 3.0, 3.0), [0.5, 6.0]) == 18.0
+    assert compile_cut.main([str(logs)]) == 0
+    assert "slowest near-best compile took 6.00 s (k)" in capsys.readouterr().out
+    assert compile_cut.main([str(tmp_path / "missing")]) == 2
+
+
 def test_merge_results_takes_from_each_archive_only_what_its_run_changed(tmp_path: Path) -> None:
     """Two archives from one GPU session: the second machine copy still had the committed
     ``a.json``, which the first archive changed; the merge keeps the first archive's."""

@@ -45,13 +45,16 @@ Rules (stated, not tuned per kernel):
    ``refine="climb"`` force one (``seeded-lfbo`` and ``seeded-climb`` in ``benchmarks/run.py``,
    not plugin strategies).
    Compiles, in every batch (seeds, probe, combine, climb steps, LFBO): a candidate's compile is
-   cut off at ``REFINE_COMPILE_TIMEOUT_PER_Q90`` times the 90th percentile of the compile times of
-   the batches before it, never under ``REFINE_COMPILE_TIMEOUT_MIN_S`` nor over Helion's adaptive
-   floor of 30 s; the first batch at 30 s. Helion's own timeout is 60 s; one the user raised
-   above that is left alone. A batch waits for its slowest compile: in the H100 logs of
-   ``benchmarks/results/nvidia-h100-80gb-hbm3/logs-*``, 9 of 7559 compiles took over 10 s and
-   none of those configs came near its search's best, while warm searches waited out 60 s
-   compiles in batch after batch.
+   cut off at ``REFINE_COMPILE_TIMEOUT_PER_Q90`` (5) times the 90th percentile of the compile
+   times of the batches before it, never under ``REFINE_COMPILE_TIMEOUT_MIN_S`` (5 s) nor over
+   Helion's adaptive floor of 30 s; the first batch at ``FIRST_BATCH_COMPILE_TIMEOUT_S`` (10 s).
+   Helion's own timeout is 60 s; one the user raised above that is left alone. A batch waits
+   for its slowest compile: in the H100 logs of ``benchmarks/results/nvidia-h100-80gb-hbm3/``,
+   9 of 7559 compiles took over 10 s and none of those configs came near its search's best, and
+   no config within 10% of its case's best took over 2.65 s to compile. Replayed over the 64
+   searches of ``seeded`` logged there (``benchmarks/compile_cut.py``), this rule waits 472 s
+   where the one before (30 s first, then 10x q90 from 10 s) waited 599 s, and cuts no config
+   within 50% of its case's best.
 4. Final: the default, the probe's best and the search's best four are re-timed interleaved
    on the common timer; the fastest wins, so the result is never slower than the default there.
 """
@@ -89,8 +92,9 @@ PROBE_NEIGHBOURS_MIN = 8
 RETIME_ROUNDS = 7
 COMBINE_MAX = 4  # configs joining the best 2, 3, ... of the probe's improving changes
 BUDGET_LEFT_TO_GO_ON_S = 5.0  # below this, neither the combine batch nor the refinement starts
-REFINE_COMPILE_TIMEOUT_MIN_S = monitor.COMPILE_TIMEOUT_MIN_S  # 10 s
-REFINE_COMPILE_TIMEOUT_PER_Q90 = 10.0
+REFINE_COMPILE_TIMEOUT_MIN_S = monitor.COMPILE_TIMEOUT_MIN_S  # 5 s
+REFINE_COMPILE_TIMEOUT_PER_Q90 = 5.0
+FIRST_BATCH_COMPILE_TIMEOUT_S = 10.0  # no compile times known yet
 HELION_COMPILE_TIMEOUT_FLOOR_S = 30.0  # Helion 1.5's adaptive floor: the cut never raises it
 CLIMB_STEPS_MAX = 4
 STEEP_GAIN = 0.10  # rule 3: from this gain of the probe's best over the start, LFBO refines
@@ -128,7 +132,8 @@ def budget_sized(cap: int, seconds: float) -> int:
 def refine_compile_timeout(compile_s: Sequence[float]) -> float | None:
     """A batch's compile timeout (rule 3): ``REFINE_COMPILE_TIMEOUT_PER_Q90`` times the 90th
     percentile of the compile times seen so far, at least ``REFINE_COMPILE_TIMEOUT_MIN_S`` and at
-    most Helion's adaptive floor. ``None`` (that floor) when there are none."""
+    most Helion's adaptive floor. ``None`` when there are none (the first batch: the caller's
+    ``FIRST_BATCH_COMPILE_TIMEOUT_S``)."""
     if not compile_s:
         return None
     ranked = sorted(compile_s)
@@ -592,12 +597,12 @@ class SeededSearch:
         earlier: Sequence[Path] = (),
     ) -> None:
         """Helion benchmarks exactly ``configs``, in full (no budget check inside the batch), each
-        compile cut off as rule 3 says from the ``earlier`` batches' compile times (Helion's 30 s
-        floor for the first batch). Helion's FiniteSearch takes no fewer than two configs: a lone
+        compile cut off as rule 3 says from the ``earlier`` batches' compile times
+        (``FIRST_BATCH_COMPILE_TIMEOUT_S`` for the first batch). Helion's FiniteSearch takes no fewer than two configs: a lone
         config goes in twice."""
         configs = configs * 2 if len(configs) == 1 else configs
         local = SearchProblem(**{**problem.__dict__, "log_path": str(base), "budget_s": None})
-        cut = compile_cut(earlier) or HELION_COMPILE_TIMEOUT_FLOOR_S
+        cut = compile_cut(earlier) or FIRST_BATCH_COMPILE_TIMEOUT_S
         with prepared(local, [], cut):
             self._run_helion(problem, "FiniteSearch", {"configs": configs}, base, outcome, offset_s)
 

@@ -1,0 +1,153 @@
+"""Replays compile-cut rules over ``seeded``'s recorded stage logs: what each rule would have saved
+in waiting for slow compiles, and which good configs it would have cut off.
+
+``seeded`` benchmarks its stages (seeds, probe, combine, climb steps, LFBO) as Helion batches; a
+batch waits for its slowest compile, up to the compile timeout. A rule here is (first, per_q90,
+least): the first batch's cut, and each later batch's ``per_q90`` times the 90th percentile of the
+compile times of the batches before it, never under ``least`` nor over 30 s (Helion's adaptive
+floor). LFBO's generations count as batches. Usage::
+
+    python benchmarks/compile_cut.py LOGDIR [...] [--near 0.10]
+
+For each rule: the seconds the batches would have waited on their slowest compile (a batch that
+hit the recorded cut counts that cut: a lower bound for a rule with a longer cut), and the
+configs within ``--near`` of their case's best time (over every search in the logs) that compiled
+for longer than the rule's cut, which that rule would have lost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import re
+import sys
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+STAGES = ("seeds", "probe", "combine", "climb1", "climb2", "climb3", "climb4", "lfbo")
+_NAME = re.compile(r"(.+?)__(.+)-(" + "|".join(STAGES) + r")$")
+HELION_FLOOR_S = 30.0
+# (first batch, x q90 of earlier batches, least): until session 8, then since
+RULES = ((30.0, 10.0, 10.0), (10.0, 10.0, 10.0), (10.0, 5.0, 5.0), (10.0, 3.0, 3.0))
+
+Row = tuple[int, float | None, float, str]  # generation, ms (None unless ok), compile s, status
+
+
+def read_rows(path: Path) -> list[Row]:
+    out: list[Row] = []
+    with path.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            status = row.get("status", "")
+            try:
+                seconds = float(row.get("compile_time_s") or 0)
+                generation = int(row.get("generation") or 0)
+            except ValueError:
+                continue
+            if status == "ok" and row.get("perf_ms"):
+                out.append((generation, float(row["perf_ms"]), seconds, status))
+            elif status == "timeout":
+                out.append((generation, None, seconds, status))
+    return out
+
+
+def searches(dirs: Sequence[Path]) -> dict[tuple[str, str, str], dict[str, list[Row]]]:
+    """(log dir, case, strategy) -> stage -> rows."""
+    found: dict[tuple[str, str, str], dict[str, list[Row]]] = defaultdict(dict)
+    for folder in dirs:
+        for path in sorted(folder.glob("*.csv")):
+            match = _NAME.match(path.stem)
+            if match:
+                key = (str(folder), match.group(1), match.group(2))
+                found[key][match.group(3)] = read_rows(path)
+    return found
+
+
+def q90(values: Sequence[float]) -> float:
+    ranked = sorted(values)
+    return ranked[min(int(len(ranked) * 0.9), len(ranked) - 1)]
+
+
+def cut_for(rule: tuple[float, float, float], earlier: Sequence[float]) -> float:
+    first, per_q90, least = rule
+    if not earlier:
+        return first
+    return min(HELION_FLOOR_S, max(least, per_q90 * q90(earlier)))
+
+
+def best_times(found: dict[tuple[str, str, str], dict[str, list[Row]]]) -> dict[str, float]:
+    """Each case's best time over every search in the logs."""
+    best: dict[str, float] = {}
+    for (_dir, case, _strategy), stages in found.items():
+        for rows in stages.values():
+            for _g, ms, _s, _st in rows:
+                if ms is not None:
+                    best[case] = min(best.get(case, ms), ms)
+    return best
+
+
+def replay(
+    found: dict[tuple[str, str, str], dict[str, list[Row]]],
+    rule: tuple[float, float, float],
+    near: float,
+) -> tuple[float, list[str]]:
+    """Seconds waited on the slowest compile of each batch, and the near-best configs lost."""
+    best = best_times(found)
+    waited = 0.0
+    lost: list[str] = []
+    for (_dir, case, strategy), stages in sorted(found.items()):
+        earlier: list[float] = []
+        for stage in STAGES:
+            batches: dict[int, list[Row]] = defaultdict(list)
+            for row in stages.get(stage, []):
+                batches[row[0] if stage == "lfbo" else 0].append(row)
+            for generation in sorted(batches):
+                batch = batches[generation]
+                cut = cut_for(rule, earlier)
+                waited += min(max(s for _g, _ms, s, _st in batch), cut)
+                for _g, ms, seconds, _st in batch:
+                    if ms is not None and seconds > cut and ms <= best[case] * (1 + near):
+                        lost.append(
+                            f"{case}/{strategy}/{stage}: {ms / best[case]:.3f}x best, {seconds:.1f} s"
+                        )
+                earlier += [s for _g, ms, s, _st in batch if ms is not None]
+    return waited, lost
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("dirs", nargs="+", type=Path)
+    parser.add_argument("--near", type=float, default=0.10)
+    args = parser.parse_args(argv)
+    missing = [str(d) for d in args.dirs if not d.is_dir()]
+    if missing:
+        print(f"compile_cut: not a directory: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    found = searches(args.dirs)
+    if not found:
+        print("compile_cut: no seeded stage logs (NAME__STRATEGY-STAGE.csv) found", file=sys.stderr)
+        return 1
+    slowest = max(
+        (r[2], case)
+        for (_d, case, _s), stages in found.items()
+        for rows in stages.values()
+        for r in rows
+        if r[1] is not None and r[1] <= best_times(found)[case] * (1 + args.near)
+    )
+    print(
+        f"{len(found)} searches; near-best = within {args.near:.0%} of the case's best; the "
+        f"slowest near-best compile took {slowest[0]:.2f} s ({slowest[1]})\n"
+    )
+    print("| first batch | later: x q90 | least | waited on slowest compiles | near-best lost |")
+    print("|---|---|---|---|---|")
+    for rule in RULES:
+        waited, lost = replay(found, rule, args.near)
+        shown = "; ".join(lost[:3]) + (" ..." if len(lost) > 3 else "")
+        print(
+            f"| {rule[0]:.0f} s | {rule[1]:.0f} | {rule[2]:.0f} s | {waited:.0f} s | {len(lost)} {shown} |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
