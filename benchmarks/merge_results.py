@@ -9,7 +9,13 @@ it lacks, in order; Helion's logs (``logs/``, only the run's own: the machine's 
 go into ``--logs-dir``, where the earlier stage logs of a search the archive ran again are
 removed (a search clears its ``<base>-*`` logs when it starts, so a stage it did not reach this
 time, say ``-lfbo`` where it now climbed, would otherwise stay beside the new ones); the
-device's ``_device.json`` is kept as committed unless ``--device-json``. Usage::
+device's ``_device.json`` is kept as committed unless ``--device-json``.
+
+A machine's tree can hold results merged from an earlier call but not yet committed, and its
+archive then carries them too, in the version the machine got: a result file (JSON with a
+``finished_at``) is taken only where it finished later than the one already in the folder, and a
+re-timing file taken over an older one keeps that one in its ``history`` (the re-timing on the
+machine did not see it). Usage::
 
     python benchmarks/merge_results.py A.tar.gz [B.tar.gz ...] --into benchmarks/results/DEVICE \
         [--logs-dir logs-cold] [--device-json]
@@ -18,6 +24,7 @@ device's ``_device.json`` is kept as committed unless ``--device-json``. Usage::
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import subprocess
 import sys
@@ -25,6 +32,11 @@ import tarfile
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script: ``benchmarks`` is this folder
+    sys.path.insert(0, str(ROOT))
 
 RUNLOG = "runlog.jsonl"
 DEVICE = "_device.json"
@@ -39,6 +51,41 @@ def committed(path: Path) -> bytes | None:
         check=False,
     )
     return done.stdout if done.returncode == 0 else None
+
+
+def _finished(data: bytes) -> tuple[str, dict[str, Any]] | None:
+    """A result file's ``finished_at`` (ISO 8601, UTC: ordered as text) and its object."""
+    try:
+        obj = json.loads(data)
+    except ValueError:
+        return None
+    if isinstance(obj, dict) and isinstance(obj.get("finished_at"), str):
+        return obj["finished_at"], obj
+    return None
+
+
+def newest(current: bytes | None, new: bytes) -> bytes | None:
+    """What an archive's file leaves in the folder: ``new``, unless both are result files and
+    ``current`` finished later (then None: keep it). A re-timing file (one with ``history``)
+    that replaces an older one gets that one and its history joined into its own."""
+    if current is None:
+        return new
+    old, fresh = _finished(current), _finished(new)
+    if old is None or fresh is None:
+        return new
+    if old[0] > fresh[0]:
+        return None
+    if "history" not in fresh[1] or old[0] == fresh[0]:
+        return new
+    from benchmarks.run import RETIME_HISTORY, retime_snapshot
+
+    earlier = [*old[1].get("history", []), retime_snapshot(old[1]), *fresh[1]["history"]]
+    joined = {str(h.get("finished_at")): h for h in earlier}
+    if len(joined) == len(fresh[1]["history"]):
+        return new
+    history = [joined[at] for at in sorted(joined)]
+    merged = {**fresh[1], "history": history[-RETIME_HISTORY:]}
+    return (json.dumps(merged, indent=1, sort_keys=True) + "\n").encode()
 
 
 def _results_dir(root: Path, into: Path) -> Path:
@@ -77,7 +124,13 @@ def merge(
     archives: Sequence[Path], into: Path, logs_dir: str, device_json: bool
 ) -> dict[str, list[str]]:
     """Merges ``archives`` into ``into``; returns what it did, by kind."""
-    done: dict[str, list[str]] = {"files": [], "runlog_lines": [], "logs": [], "stale_logs": []}
+    done: dict[str, list[str]] = {
+        "files": [],
+        "runlog_lines": [],
+        "logs": [],
+        "stale_logs": [],
+        "older_kept": [],
+    }
     runlog = into / RUNLOG
     lines = runlog.read_text(encoding="utf-8").splitlines() if runlog.exists() else []
     for archive in archives:
@@ -108,8 +161,12 @@ def merge(
                     head = committed(target) if target.parent.exists() else None
                     if head == data:  # untouched by this archive's run
                         continue
+                    kept = newest(target.read_bytes() if target.exists() else None, data)
+                    if kept is None:  # an older copy the machine got with its tree
+                        done["older_kept"].append(str(rel))
+                        continue
                     target.parent.mkdir(parents=True, exist_ok=True)
-                    target.write_bytes(data)
+                    target.write_bytes(kept)
                     if str(rel) not in done["files"]:
                         done["files"].append(str(rel))
     if done["runlog_lines"]:
@@ -137,7 +194,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"{len(done['files'])} result files changed, {len(done['runlog_lines'])} runlog lines "
         f"added, {len(done['logs'])} log files into {args.into / args.logs_dir}, "
-        f"{len(done['stale_logs'])} stale log files of searches run again removed"
+        f"{len(done['stale_logs'])} stale log files of searches run again removed, "
+        f"{len(done['older_kept'])} older copies not taken"
     )
     for name in done["files"]:
         print(f"  {name}")

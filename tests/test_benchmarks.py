@@ -750,6 +750,61 @@ def test_merge_results_takes_from_each_archive_only_what_its_run_changed(tmp_pat
         merge_results.main([str(tmp_path / "missing.tar.gz"), "--into", str(into)])
 
 
+def test_merge_results_never_takes_an_older_result_and_keeps_retime_history(
+    tmp_path: Path,
+) -> None:
+    """A machine's tree held a call's results merged here but not committed; the call after it
+    ran on a tree without them (its archive carries the committed copies): the later-finished
+    result stays, and a newer re-timing keeps the older one it did not see in its history."""
+    import subprocess
+    import tarfile
+
+    from benchmarks import merge_results
+
+    def result(at: str, **extra: object) -> str:
+        return json.dumps({"finished_at": at, **extra})
+
+    into = tmp_path / "dev"
+    into.mkdir()
+    (into / "r.json").write_text(result("2026-01-01T00:00:00Z"))
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], cwd=into, check=True)
+    subprocess.run([*git, "add", "."], cwd=into, check=True)
+    subprocess.run([*git, "commit", "-qm", "results"], cwd=into, check=True)
+    (into / "r.json").write_text(result("2026-01-03T00:00:00Z"))  # merged, not committed
+    machine = tmp_path / "m" / "dev"
+    machine.mkdir(parents=True)
+    (machine / "r.json").write_text(result("2026-01-02T00:00:00Z"))  # ran before it
+    (machine / "_device.json").write_text("d")
+    out = tmp_path / "m.tar.gz"
+    with tarfile.open(out, "w:gz") as tar:
+        tar.add(machine, arcname="dev")
+    done = merge_results.merge([out], into, "logs", device_json=False)
+    assert done["older_kept"] == ["r.json"] and done["files"] == []
+    assert json.loads((into / "r.json").read_text())["finished_at"] == "2026-01-03T00:00:00Z"
+
+    old_retime = result(
+        "2026-01-02T00:00:00Z",
+        environment={"git_commit": "b"},
+        contenders=[{"config_id": "c1", "median_ms": 1.0}],
+        history=[{"finished_at": "2026-01-01T00:00:00Z", "git_commit": "a", "ms_by_config": {}}],
+    )
+    new_retime = result(
+        "2026-01-04T00:00:00Z",
+        history=[{"finished_at": "2026-01-01T00:00:00Z", "git_commit": "a", "ms_by_config": {}}],
+    )
+    joined = merge_results.newest(old_retime.encode(), new_retime.encode())
+    assert joined is not None
+    history = json.loads(joined)["history"]
+    assert [(h["finished_at"][:10], h["git_commit"]) for h in history] == [
+        ("2026-01-01", "a"),
+        ("2026-01-02", "b"),
+    ]
+    assert history[1]["ms_by_config"] == {"c1": 1.0}
+    assert merge_results.newest(new_retime.encode(), old_retime.encode()) is None
+    assert merge_results.newest(b"not json", b"x") == b"x"  # not result files: the archive's
+
+
 def test_compare_results_over_the_cases_both_runs_have(tmp_path: Path) -> None:
     from benchmarks import compare_results
 
