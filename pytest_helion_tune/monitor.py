@@ -72,9 +72,13 @@ def follow(
     clock: Callable[[], float],
     interval_s: float = 1.0,
 ) -> Iterator[SearchLog]:
-    """Polls the CSV while the search runs; the yielded log is complete when the block exits."""
+    """Polls the CSV while the search runs; the yielded log is complete when the block exits.
+    Rows already in the file belong to an earlier search of the same log (Helion appends)."""
     log = SearchLog()
-    offset = 0
+    try:
+        offset = path.stat().st_size
+    except OSError:
+        offset = 0
     start = clock()
     stop = threading.Event()
     lock = threading.Lock()
@@ -148,6 +152,19 @@ def compile_times(paths: Iterable[Path]) -> list[float]:
                 continue
             if math.isfinite(seconds) and seconds > 0:
                 found.append(seconds)
+    return found
+
+
+def compile_timeouts(paths: Iterable[Path]) -> list[str]:
+    """The config text of every candidate whose compile was cut off in these CSV logs: a
+    "timeout" row of at least ``COMPILE_TIMEOUT_MIN_S`` (see ``compile_times``)."""
+    found: list[str] = []
+    for row in _complete_rows(paths):
+        if len(row) < 8 or row[4] != "timeout":
+            continue
+        with contextlib.suppress(ValueError):
+            if float(row[6]) >= COMPILE_TIMEOUT_MIN_S:
+                found.append(row[7])
     return found
 
 

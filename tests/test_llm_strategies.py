@@ -1002,3 +1002,58 @@ def test_combined_changes_join_changes_to_two_entries_of_one_list() -> None:
 def read_rows(path: Path) -> list[dict[str, str]]:
     with path.open(newline="") as handle:
         return [r for r in csv.DictReader(handle) if r["status"] != "started"]
+
+
+def test_a_batch_whose_default_compile_was_cut_compiles_it_again_at_helions_floor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first batch's 10 s cut stops the default config's compile (a slow host, a large
+    kernel): the configs the cut stopped go again at 30 s, so the baseline is not lost. The
+    interpreter compiles nothing ahead and writes no timeouts, so Helion's batch is replaced by
+    one that writes the CSV rows an H100 run would (a GPU compile timeout cannot happen here)."""
+    problem = add_problem(None, (), log_path=str(tmp_path / "logs" / "add"))
+    default = problem.bound.config_spec.default_config()
+    other = helion.Config(**{**default.config, "num_warps": 2})
+    header = "run_id,timestamp_s,config_id,generation,status,perf_ms,compile_time_s,config\n"
+    calls: list[tuple[int, list[str]]] = []
+
+    def batch(self: Any, problem: Any, name: str, kwargs: Any, base: Path, *rest: Any) -> None:
+        timeout = problem.bound.settings.autotune_compile_timeout
+        calls.append((timeout, [seeded._canonical_id(c) for c in kwargs["configs"]]))
+        # Helion writes str(config) ("Config(...)") in the config column.
+        rows = [f'r,1,a,0,ok,0.5,0.4,"{other}"', f'r,2,b,0,timeout,,10.01,"{default}"']
+        if len(calls) > 1:
+            rows = [f'r,3,b,0,ok,0.6,12.5,"{default}"']
+        log = base.with_suffix(".csv")
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text((log.read_text() if log.exists() else header) + "\n".join(rows) + "\n")
+
+    monkeypatch.setattr(seeded.SeededSearch, "_run_helion", batch)
+    outcome = SearchOutcome(config={})
+    base = tmp_path / "logs" / "add-probe"
+    seeded.SeededSearch()._finite(problem, [default, other], base, outcome, 0.0)
+
+    assert calls[0][0] == 10 and calls[1] == (30, [seeded._canonical_id(default)] * 2), calls
+    assert outcome.notes == [
+        "probe: 1 compiles cut at 10 s, the default's among them; compiled again at 30 s"
+    ]
+    assert [text for _ms, text in monitor.finished([base.with_suffix(".csv")])] == [
+        str(other),
+        str(default),
+    ]
+    # The default compiled in time: the batch stands, the stopped config is not tried again.
+    calls.clear()
+    outcome = SearchOutcome(config={})
+    default, other = other, default  # now the timed-out config is not the default
+    seeded.SeededSearch()._finite(problem, [other], tmp_path / "logs" / "add-x", outcome, 0.0)
+    assert len(calls) == 1 and outcome.notes == []
+
+
+def test_monitor_follow_reads_only_the_rows_of_its_own_search(tmp_path: Path) -> None:
+    """Helion appends to a log: a second search on it (seeded's compile retry) counts its rows."""
+    log = tmp_path / "s.csv"
+    header = "run_id,timestamp_s,config_id,generation,status,perf_ms,compile_time_s,config\n"
+    log.write_text(header + 'r,1,a,0,ok,0.5,0.4,"Config(num_warps=4)"\n')
+    with monitor.follow(log, None, time.perf_counter) as seen, log.open("a") as handle:
+        handle.write('r,1,b,0,ok,0.7,0.4,"Config(num_warps=8)"\n')
+    assert seen.tested == 1 and seen.candidates == ["b"] and seen.best_ms == 0.7

@@ -183,6 +183,30 @@ def test_use_configs_imports_no_pytest(tmp_path: Path) -> None:
     assert "LEAKED [] ['example_kernels.softmax.softmax']" in done.stdout, done.stdout
 
 
+def test_every_module_imports_first_in_a_fresh_interpreter(tmp_path: Path) -> None:
+    """No import cycle bites whichever module a program imports first (``monitor`` once failed:
+    it imports ``strategies.base``, whose package imports ``seeded``, which read a constant of
+    the half-imported ``monitor``)."""
+    import pytest_helion_tune
+
+    package = Path(pytest_helion_tune.__file__).parent
+    names = sorted(
+        ".".join(
+            ("pytest_helion_tune", *p.relative_to(package).with_suffix("").parts)
+        ).removesuffix(".__init__")
+        for p in package.rglob("*.py")
+    )
+    script = "import subprocess, sys\n" + "".join(
+        f"r = subprocess.run([sys.executable, '-c', 'import {name}'], capture_output=True)\n"
+        f"print('FAILED {name}', r.stderr.decode()[-300:]) if r.returncode else None\n"
+        for name in names
+    )
+    done = _python(["-c", script], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "FAILED" not in done.stdout, done.stdout
+    assert len(names) > 30
+
+
 @pytest.fixture(scope="module")
 def pytest_written_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The example project tuned by the plugin itself, into a fresh cache dir."""

@@ -54,7 +54,8 @@ Rules (stated, not tuned per kernel):
    no config within 10% of its case's best took over 2.65 s to compile. Replayed over the 64
    searches of ``seeded`` logged there (``benchmarks/compile_cut.py``), this rule waits 472 s
    where the one before (30 s first, then 10x q90 from 10 s) waited 599 s, and cuts no config
-   within 50% of its case's best.
+   within 50% of its case's best. A batch whose cut stopped the default config's compile, or
+   every compile that did not fail, compiles the stopped configs again at 30 s.
 4. Final: the default, the probe's best and the search's best four are re-timed interleaved
    on the common timer; the fastest wins, so the result is never slower than the default there.
 """
@@ -71,10 +72,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from .. import monitor
+from .. import monitor, report
 from ..configs import as_dict
 from ..errors import StrategyError
-from ..report import describe_failures
 from ..timing import CudaTimer, Timer, WallClockTimer
 from .base import Retiming, SearchOutcome, SearchProblem, TracePoint
 from .helion_env import prepared, usable_seeds
@@ -92,7 +92,7 @@ PROBE_NEIGHBOURS_MIN = 8
 RETIME_ROUNDS = 7
 COMBINE_MAX = 4  # configs joining the best 2, 3, ... of the probe's improving changes
 BUDGET_LEFT_TO_GO_ON_S = 5.0  # below this, neither the combine batch nor the refinement starts
-REFINE_COMPILE_TIMEOUT_MIN_S = monitor.COMPILE_TIMEOUT_MIN_S  # 5 s
+REFINE_COMPILE_TIMEOUT_MIN_S = 5.0  # monitor.COMPILE_TIMEOUT_MIN_S, read there
 REFINE_COMPILE_TIMEOUT_PER_Q90 = 5.0
 FIRST_BATCH_COMPILE_TIMEOUT_S = 10.0  # no compile times known yet
 HELION_COMPILE_TIMEOUT_FLOOR_S = 30.0  # Helion 1.5's adaptive floor: the cut never raises it
@@ -324,6 +324,21 @@ def _timed(bases: Sequence[Path]) -> list[tuple[float, Any]]:
     return out
 
 
+def cut_off(base: Path) -> list[Any]:
+    """The configs whose compile the cut stopped in this batch's CSV log and that did not finish
+    in it, once each."""
+    import helion
+
+    csv_log = base.with_suffix(".csv")
+    done = {text for _ms, text in monitor.finished([csv_log])}
+    out: list[Any] = []
+    for text in monitor.compile_timeouts([csv_log]):
+        if text not in done:
+            with contextlib.suppress(ValueError, TypeError):
+                out.append(helion.Config(**monitor.config_from_repr(text)))
+    return _unique(out)
+
+
 def _best(bases: Sequence[Path], count: int) -> list[Any]:
     """The ``count`` fastest distinct configs that finished accurate in these searches' CSV logs."""
     return [config for _ms, config in _timed(bases)[:count]]
@@ -414,7 +429,7 @@ class SeededSearch:
             ran = {_canonical_id(c) for c in finished}
             default_ran = default_id in ran
             if not finished:
-                failed = describe_failures(outcome.failures) or "none finished"
+                failed = report.describe_failures(outcome.failures) or "none finished"
                 raise StrategyError(
                     f"strategy {self.name}: none of the probe's {len(known)} configs ran "
                     f"accurately ({failed})",
@@ -598,13 +613,31 @@ class SeededSearch:
     ) -> None:
         """Helion benchmarks exactly ``configs``, in full (no budget check inside the batch), each
         compile cut off as rule 3 says from the ``earlier`` batches' compile times
-        (``FIRST_BATCH_COMPILE_TIMEOUT_S`` for the first batch). Helion's FiniteSearch takes no fewer than two configs: a lone
-        config goes in twice."""
-        configs = configs * 2 if len(configs) == 1 else configs
+        (``FIRST_BATCH_COMPILE_TIMEOUT_S`` for the first batch). Where the cut stopped the
+        default config's compile, or every compile that did not fail, the configs it stopped go
+        again at Helion's 30 s floor: a kernel whose configs all compile slowly (a large kernel,
+        a slow host) keeps its probe and its baseline. Helion's FiniteSearch takes no fewer than
+        two configs: a lone config goes in twice."""
         local = SearchProblem(**{**problem.__dict__, "log_path": str(base), "budget_s": None})
         cut = compile_cut(earlier) or FIRST_BATCH_COMPILE_TIMEOUT_S
+        batch = configs * 2 if len(configs) == 1 else configs
         with prepared(local, [], cut):
-            self._run_helion(problem, "FiniteSearch", {"configs": configs}, base, outcome, offset_s)
+            self._run_helion(problem, "FiniteSearch", {"configs": batch}, base, outcome, offset_s)
+        if cut >= HELION_COMPILE_TIMEOUT_FLOOR_S:
+            return
+        stopped = cut_off(base)
+        default_id = _canonical_id(problem.bound.config_spec.default_config())
+        nothing = not monitor.finished([base.with_suffix(".csv")])
+        if not stopped or not (nothing or default_id in {_canonical_id(c) for c in stopped}):
+            return
+        outcome.notes.append(
+            f"{base.name.rsplit('-', 1)[-1]}: {len(stopped)} compiles cut at {cut:.0f} s"
+            + (", none finished" if nothing else ", the default's among them")
+            + f"; compiled again at {HELION_COMPILE_TIMEOUT_FLOOR_S:.0f} s"
+        )
+        again = stopped * 2 if len(stopped) == 1 else stopped
+        with prepared(local, [], HELION_COMPILE_TIMEOUT_FLOOR_S):
+            self._run_helion(problem, "FiniteSearch", {"configs": again}, base, outcome, offset_s)
 
     def _run_helion(
         self,
