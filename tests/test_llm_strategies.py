@@ -1047,6 +1047,17 @@ def test_a_batch_whose_default_compile_was_cut_compiles_it_again_at_helions_floo
     default, other = other, default  # now the timed-out config is not the default
     seeded.SeededSearch()._finite(problem, [other], tmp_path / "logs" / "add-x", outcome, 0.0)
     assert len(calls) == 1 and outcome.notes == []
+    # A timeout the user lowered under the cut is never raised: no second batch at it.
+    default, other = other, default
+    calls.clear()
+    settings = problem.bound.settings
+    users = settings.autotune_compile_timeout
+    try:
+        settings.autotune_compile_timeout = 8
+        seeded.SeededSearch()._finite(problem, [other], tmp_path / "logs" / "add-y", outcome, 0.0)
+    finally:
+        settings.autotune_compile_timeout = users
+    assert calls == [(8, [seeded._canonical_id(other)] * 2)] and outcome.notes == []
 
 
 def test_monitor_follow_reads_only_the_rows_of_its_own_search(tmp_path: Path) -> None:

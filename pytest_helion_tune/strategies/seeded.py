@@ -77,7 +77,7 @@ from ..configs import as_dict
 from ..errors import StrategyError
 from ..timing import CudaTimer, Timer, WallClockTimer
 from .base import Retiming, SearchOutcome, SearchProblem, TracePoint
-from .helion_env import prepared, usable_seeds
+from .helion_env import lowered_compile_timeout, prepared, usable_seeds
 from .helion_search import collected_metrics, log_path, metrics_outcome
 from .worker import attach, uses_worker, warm
 
@@ -621,10 +621,13 @@ class SeededSearch:
         local = SearchProblem(**{**problem.__dict__, "log_path": str(base), "budget_s": None})
         cut = compile_cut(earlier) or FIRST_BATCH_COMPILE_TIMEOUT_S
         batch = configs * 2 if len(configs) == 1 else configs
+        users = problem.bound.settings.autotune_compile_timeout
+        began = time.perf_counter()
         with prepared(local, [], cut):
             self._run_helion(problem, "FiniteSearch", {"configs": batch}, base, outcome, offset_s)
-        if cut >= HELION_COMPILE_TIMEOUT_FLOOR_S:
-            return
+        floor = HELION_COMPILE_TIMEOUT_FLOOR_S
+        if lowered_compile_timeout(users, floor) <= lowered_compile_timeout(users, cut):
+            return  # nothing to gain: the cut was the floor, or the user's timeout is lower
         stopped = cut_off(base)
         default_id = _canonical_id(problem.bound.config_spec.default_config())
         nothing = not monitor.finished([base.with_suffix(".csv")])
@@ -633,10 +636,11 @@ class SeededSearch:
         outcome.notes.append(
             f"{base.name.rsplit('-', 1)[-1]}: {len(stopped)} compiles cut at {cut:.0f} s"
             + (", none finished" if nothing else ", the default's among them")
-            + f"; compiled again at {HELION_COMPILE_TIMEOUT_FLOOR_S:.0f} s"
+            + f"; compiled again at {lowered_compile_timeout(users, floor)} s"
         )
         again = stopped * 2 if len(stopped) == 1 else stopped
-        with prepared(local, [], HELION_COMPILE_TIMEOUT_FLOOR_S):
+        offset_s += time.perf_counter() - began
+        with prepared(local, [], floor):
             self._run_helion(problem, "FiniteSearch", {"configs": again}, base, outcome, offset_s)
 
     def _run_helion(
