@@ -1058,6 +1058,25 @@ def test_a_batch_whose_default_compile_was_cut_compiles_it_again_at_helions_floo
     finally:
         settings.autotune_compile_timeout = users
     assert calls == [(8, [seeded._canonical_id(other)] * 2)] and outcome.notes == []
+    # Nothing finished in a later batch (no default in it): the stopped configs go again too.
+    calls.clear()
+    base = tmp_path / "logs" / "add-climb1"
+    header_only = "run_id,timestamp_s,config_id,generation,status,perf_ms,compile_time_s,config\n"
+    base.with_suffix(".csv").write_text(header_only)
+    stopped_only = helion.Config(**{**default.config, "num_warps": 8})
+
+    def all_cut(self: Any, problem: Any, name: str, kwargs: Any, base: Path, *rest: Any) -> None:
+        timeout = problem.bound.settings.autotune_compile_timeout
+        calls.append((timeout, [seeded._canonical_id(c) for c in kwargs["configs"]]))
+        status = "timeout,,6.01" if len(calls) == 1 else "ok,0.9,7.5"
+        with base.with_suffix(".csv").open("a") as handle:
+            handle.write(f'r,1,c,0,{status},"{stopped_only}"\n')
+
+    monkeypatch.setattr(seeded.SeededSearch, "_run_helion", all_cut)
+    monkeypatch.setattr(seeded, "compile_cut", lambda earlier: 6.0)
+    seeded.SeededSearch()._finite(problem, [stopped_only], base, outcome, 0.0)
+    assert [c[0] for c in calls] == [6, 30], calls
+    assert outcome.notes == ["climb1: 1 compiles cut at 6 s, none finished; compiled again at 30 s"]
 
 
 def test_monitor_follow_reads_only_the_rows_of_its_own_search(tmp_path: Path) -> None:
