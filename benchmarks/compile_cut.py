@@ -25,9 +25,14 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script: the package may not be installed
+    sys.path.insert(0, str(ROOT))
+
+from pytest_helion_tune.strategies.seeded import refine_compile_timeout  # noqa: E402
+
 STAGES = ("seeds", "probe", "combine", "climb1", "climb2", "climb3", "climb4", "lfbo")
 _NAME = re.compile(r"(.+?)__(.+)-(" + "|".join(STAGES) + r")$")
-HELION_FLOOR_S = 30.0
 # (first batch, x q90 of earlier batches, least): until session 8, then since
 RULES = ((30.0, 10.0, 10.0), (10.0, 10.0, 10.0), (10.0, 5.0, 5.0), (10.0, 3.0, 3.0))
 
@@ -63,16 +68,11 @@ def searches(dirs: Sequence[Path]) -> dict[tuple[str, str, str], dict[str, list[
     return found
 
 
-def q90(values: Sequence[float]) -> float:
-    ranked = sorted(values)
-    return ranked[min(int(len(ranked) * 0.9), len(ranked) - 1)]
-
-
 def cut_for(rule: tuple[float, float, float], earlier: Sequence[float]) -> float:
+    """The cut a rule gives a batch: ``seeded``'s own computation with the rule's knobs."""
     first, per_q90, least = rule
-    if not earlier:
-        return first
-    return min(HELION_FLOOR_S, max(least, per_q90 * q90(earlier)))
+    cut = refine_compile_timeout(earlier, per_q90, least)
+    return first if cut is None else cut
 
 
 def best_times(found: dict[tuple[str, str, str], dict[str, list[Row]]]) -> dict[str, float]:

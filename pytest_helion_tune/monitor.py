@@ -12,11 +12,11 @@ import csv
 import dataclasses
 import math
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from .strategies.base import Progress, TracePoint
+from .strategies.base import COMPILE_TIMEOUT_MIN_S, Progress, TracePoint
 
 
 @dataclasses.dataclass
@@ -133,7 +133,10 @@ def finished(paths: Iterable[Path]) -> list[tuple[float, str]]:
     return sorted(found, key=lambda item: item[0])
 
 
-COMPILE_TIMEOUT_MIN_S = 5.0  # the least compile timeout seeded sets (REFINE_COMPILE_TIMEOUT_MIN_S)
+def _compile_cut_off(row: Sequence[str], seconds: float) -> bool:
+    """Whether a CSV row is a compile that a timeout cut off: a "timeout" of at least
+    ``COMPILE_TIMEOUT_MIN_S`` (a shorter one is a benchmark that timed out after its compile)."""
+    return row[4] == "timeout" and seconds >= COMPILE_TIMEOUT_MIN_S
 
 
 def compile_times(paths: Iterable[Path]) -> list[float]:
@@ -148,7 +151,7 @@ def compile_times(paths: Iterable[Path]) -> list[float]:
             continue
         with contextlib.suppress(ValueError):
             seconds = float(row[6])
-            if row[4] == "timeout" and seconds >= COMPILE_TIMEOUT_MIN_S:
+            if _compile_cut_off(row, seconds):
                 continue
             if math.isfinite(seconds) and seconds > 0:
                 found.append(seconds)
@@ -160,10 +163,10 @@ def compile_timeouts(paths: Iterable[Path]) -> list[str]:
     "timeout" row of at least ``COMPILE_TIMEOUT_MIN_S`` (see ``compile_times``)."""
     found: list[str] = []
     for row in _complete_rows(paths):
-        if len(row) < 8 or row[4] != "timeout":
+        if len(row) < 8:
             continue
         with contextlib.suppress(ValueError):
-            if float(row[6]) >= COMPILE_TIMEOUT_MIN_S:
+            if _compile_cut_off(row, float(row[6])):
                 found.append(row[7])
     return found
 

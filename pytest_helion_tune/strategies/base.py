@@ -76,6 +76,9 @@ class SearchProblem:
 # search before it has measured more than its starting points.
 FEW_CONFIGS = 10
 BUDGET_SPENT = "budget spent after"
+# The least compile timeout ``seeded`` sets; a Helion "timeout" row at least this long is a compile
+# cut off, a shorter one a benchmark that timed out (monitor reads logs by it, seeded cuts by it).
+COMPILE_TIMEOUT_MIN_S = 5.0
 
 
 def budget_note(tested: int, elapsed_s: float, budget_s: float | None) -> str | None:

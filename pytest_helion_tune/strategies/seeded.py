@@ -76,7 +76,7 @@ from .. import monitor, report
 from ..configs import as_dict
 from ..errors import StrategyError
 from ..timing import CudaTimer, Timer, WallClockTimer
-from .base import Retiming, SearchOutcome, SearchProblem, TracePoint
+from .base import COMPILE_TIMEOUT_MIN_S, Retiming, SearchOutcome, SearchProblem, TracePoint
 from .helion_env import lowered_compile_timeout, prepared, usable_seeds
 from .helion_search import collected_metrics, log_path, metrics_outcome
 from .worker import attach, uses_worker, warm
@@ -92,7 +92,7 @@ PROBE_NEIGHBOURS_MIN = 8
 RETIME_ROUNDS = 7
 COMBINE_MAX = 4  # configs joining the best 2, 3, ... of the probe's improving changes
 BUDGET_LEFT_TO_GO_ON_S = 5.0  # below this, neither the combine batch nor the refinement starts
-REFINE_COMPILE_TIMEOUT_MIN_S = 5.0  # monitor.COMPILE_TIMEOUT_MIN_S, read there
+REFINE_COMPILE_TIMEOUT_MIN_S = COMPILE_TIMEOUT_MIN_S  # 5 s; monitor reads timeouts by it
 REFINE_COMPILE_TIMEOUT_PER_Q90 = 5.0
 FIRST_BATCH_COMPILE_TIMEOUT_S = 10.0  # no compile times known yet
 HELION_COMPILE_TIMEOUT_FLOOR_S = 30.0  # Helion 1.5's adaptive floor: the cut never raises it
@@ -129,17 +129,20 @@ def budget_sized(cap: int, seconds: float) -> int:
     return min(cap, max(PROBE_NEIGHBOURS_MIN, int(seconds * PROBE_NEIGHBOURS_PER_S)))
 
 
-def refine_compile_timeout(compile_s: Sequence[float]) -> float | None:
-    """A batch's compile timeout (rule 3): ``REFINE_COMPILE_TIMEOUT_PER_Q90`` times the 90th
-    percentile of the compile times seen so far, at least ``REFINE_COMPILE_TIMEOUT_MIN_S`` and at
-    most Helion's adaptive floor. ``None`` when there are none (the first batch: the caller's
-    ``FIRST_BATCH_COMPILE_TIMEOUT_S``)."""
+def refine_compile_timeout(
+    compile_s: Sequence[float],
+    per_q90: float = REFINE_COMPILE_TIMEOUT_PER_Q90,
+    least: float = REFINE_COMPILE_TIMEOUT_MIN_S,
+) -> float | None:
+    """A batch's compile timeout (rule 3): ``per_q90`` times the 90th percentile of the compile
+    times seen so far, at least ``least`` and at most Helion's adaptive floor. ``None`` when there
+    are none (the first batch: the caller's ``FIRST_BATCH_COMPILE_TIMEOUT_S``). The two knobs are
+    for ``benchmarks/compile_cut.py``, which replays other rules over recorded logs."""
     if not compile_s:
         return None
     ranked = sorted(compile_s)
     q90 = ranked[min(int(len(ranked) * 0.9), len(ranked) - 1)]
-    floor = max(REFINE_COMPILE_TIMEOUT_MIN_S, REFINE_COMPILE_TIMEOUT_PER_Q90 * q90)
-    return min(floor, HELION_COMPILE_TIMEOUT_FLOOR_S)
+    return min(max(least, per_q90 * q90), HELION_COMPILE_TIMEOUT_FLOOR_S)
 
 
 def compile_cut(earlier: Sequence[Path]) -> float | None:
@@ -324,15 +327,13 @@ def _timed(bases: Sequence[Path]) -> list[tuple[float, Any]]:
     return out
 
 
-def cut_off(base: Path) -> list[Any]:
-    """The configs whose compile the cut stopped in this batch's CSV log and that did not finish
-    in it, once each."""
+def cut_off(base: Path, done: set[str]) -> list[Any]:
+    """The configs whose compile the cut stopped in this batch's CSV log and that are not in
+    ``done`` (the config texts that finished in it), once each."""
     import helion
 
-    csv_log = base.with_suffix(".csv")
-    done = {text for _ms, text in monitor.finished([csv_log])}
     out: list[Any] = []
-    for text in monitor.compile_timeouts([csv_log]):
+    for text in monitor.compile_timeouts([base.with_suffix(".csv")]):
         if text not in done:
             with contextlib.suppress(ValueError, TypeError):
                 out.append(helion.Config(**monitor.config_from_repr(text)))
@@ -619,29 +620,32 @@ class SeededSearch:
         a slow host) keeps its probe and its baseline. Helion's FiniteSearch takes no fewer than
         two configs: a lone config goes in twice."""
         local = SearchProblem(**{**problem.__dict__, "log_path": str(base), "budget_s": None})
+
+        def batch(batch_configs: list[Any], timeout: float, offset: float) -> None:
+            if len(batch_configs) == 1:
+                batch_configs = batch_configs * 2
+            with prepared(local, [], timeout):
+                kwargs = {"configs": batch_configs}
+                self._run_helion(problem, "FiniteSearch", kwargs, base, outcome, offset)
+
         cut = compile_cut(earlier) or FIRST_BATCH_COMPILE_TIMEOUT_S
-        batch = configs * 2 if len(configs) == 1 else configs
         users = problem.bound.settings.autotune_compile_timeout
         began = time.perf_counter()
-        with prepared(local, [], cut):
-            self._run_helion(problem, "FiniteSearch", {"configs": batch}, base, outcome, offset_s)
+        batch(configs, cut, offset_s)
         floor = HELION_COMPILE_TIMEOUT_FLOOR_S
         if lowered_compile_timeout(users, floor) <= lowered_compile_timeout(users, cut):
             return  # nothing to gain: the cut was the floor, or the user's timeout is lower
-        stopped = cut_off(base)
+        done = {text for _ms, text in monitor.finished([base.with_suffix(".csv")])}
+        stopped = cut_off(base, done)
         default_id = _canonical_id(problem.bound.config_spec.default_config())
-        nothing = not monitor.finished([base.with_suffix(".csv")])
-        if not stopped or not (nothing or default_id in {_canonical_id(c) for c in stopped}):
-            return
+        if not stopped or (done and default_id not in {_canonical_id(c) for c in stopped}):
+            return  # something finished, and the default was not among the configs cut
         outcome.notes.append(
             f"{base.name.rsplit('-', 1)[-1]}: {len(stopped)} compiles cut at {cut:.0f} s"
-            + (", none finished" if nothing else ", the default's among them")
+            + (", none finished" if not done else ", the default's among them")
             + f"; compiled again at {lowered_compile_timeout(users, floor)} s"
         )
-        again = stopped * 2 if len(stopped) == 1 else stopped
-        offset_s += time.perf_counter() - began
-        with prepared(local, [], floor):
-            self._run_helion(problem, "FiniteSearch", {"configs": again}, base, outcome, offset_s)
+        batch(stopped, floor, offset_s + time.perf_counter() - began)
 
     def _run_helion(
         self,
