@@ -35,6 +35,9 @@ _spec.loader.exec_module(run)
 from benchmarks import cases, kernels, report  # noqa: E402
 from pytest_helion_tune import interpreter  # noqa: E402
 
+# The header of the per-candidate CSV log Helion 1.5 writes (autotune_log).
+HELION_CSV_HEADER = "run_id,timestamp_s,config_id,generation,status,perf_ms,compile_time_s,config\n"
+
 pytestmark = pytest.mark.skipif(
     not interpreter.active(), reason="these tests run the suite's kernels under TRITON_INTERPRET=1"
 )
@@ -596,7 +599,6 @@ def test_job_times_pair_each_sent_candidate_with_its_answer(tmp_path: Path) -> N
 
     logs = tmp_path / "logs"
     logs.mkdir()
-    header = "run_id,timestamp_s,config_id,generation,status,perf_ms,compile_time_s,config\n"
     rows = [  # two jobs of 0.1 s, one failure of 3 s, a status row and a job still running
         "r,0.50,a,0,started,,0.1,C",
         "r,0.60,a,0,ok,0.02,0.1,C",
@@ -607,7 +609,9 @@ def test_job_times_pair_each_sent_candidate_with_its_answer(tmp_path: Path) -> N
         "r,3.70,,0,status,,,",
         "r,3.70,d,0,started,,0.1,C",
     ]
-    (logs / "k__seeded-probe.csv").write_text(header + "\n".join(rows) + "\n", encoding="utf-8")
+    (logs / "k__seeded-probe.csv").write_text(
+        HELION_CSV_HEADER + "\n".join(rows) + "\n", encoding="utf-8"
+    )
     (row,) = [job_times.summarise(p, s) for s, p in job_times.csv_files([logs])]
     assert row["source"] == str(logs)
     assert row["jobs"] == 3 and row["failed"] == 1
@@ -624,13 +628,12 @@ def test_refine_phases_names_the_phase_that_gained(tmp_path: Path) -> None:
     generations (G from the text log), after G the polish round."""
     from benchmarks import refine_phases
 
-    header = "run_id,timestamp_s,config_id,generation,status,perf_ms,compile_time_s,config\n"
     logs = tmp_path / "logs"
     logs.mkdir()
 
     def search(name: str, rows: list[str], completed: int) -> None:
         cut = rows[-1].endswith(",0.0")  # the last row of a killed search has no newline
-        text = header + "\n".join(rows) + ("" if cut else "\n")
+        text = HELION_CSV_HEADER + "\n".join(rows) + ("" if cut else "\n")
         (logs / f"{name}.csv").write_text(text, encoding="utf-8")
         text = "".join(f"[{g}s] Generation {g} complete: \n" for g in range(1, completed + 1))
         (logs / f"{name}.log").write_text(text + "[9s] Polish round 1: 2 neighbors\n")
@@ -648,7 +651,9 @@ def test_refine_phases_names_the_phase_that_gained(tmp_path: Path) -> None:
         completed=2,
     )
     search("j__lfbo", ["r,1.0,a,0,ok,1.00,0.1,C", "r,3.0,b,1,ok,0.80,0.1,C"], completed=1)
-    (logs / "k__seeded-probe.csv").write_text(header, encoding="utf-8")  # not an LFBO search
+    (logs / "k__seeded-probe.csv").write_text(
+        HELION_CSV_HEADER, encoding="utf-8"
+    )  # not an LFBO search
 
     rows = {r["search"]: r for r in map(refine_phases.summarise, refine_phases.lfbo_logs([logs]))}
     assert set(rows) == {"k__seeded-lfbo", "j__lfbo"}
@@ -671,14 +676,16 @@ def test_compile_cut_replays_a_rule_and_names_the_good_config_it_would_lose(
     compile, then a climb step; a 3 s cut loses that config, a 10 s one does not."""
     from benchmarks import compile_cut
 
-    header = "run_id,timestamp_s,config_id,generation,status,perf_ms,compile_time_s,config\n"
     logs = tmp_path / "logs"
     logs.mkdir()
     (logs / "k__seeded-probe.csv").write_text(
-        header + "r,1,a,0,ok,1.00,0.5,C\nr,2,b,0,ok,0.50,6.0,C\nr,3,c,0,timeout,,10.0,C\n"
+        HELION_CSV_HEADER
+        + "r,1,a,0,ok,1.00,0.5,C\nr,2,b,0,ok,0.50,6.0,C\nr,3,c,0,timeout,,10.0,C\n"
     )
-    (logs / "k__seeded-climb1.csv").write_text(header + "r,1,d,0,ok,0.52,1.0,C\n")
-    (logs / "k__lfbo.csv").write_text(header + "r,1,e,0,ok,0.40,0.1,C\n")  # no seeded stage
+    (logs / "k__seeded-climb1.csv").write_text(HELION_CSV_HEADER + "r,1,d,0,ok,0.52,1.0,C\n")
+    (logs / "k__lfbo.csv").write_text(
+        HELION_CSV_HEADER + "r,1,e,0,ok,0.40,0.1,C\n"
+    )  # no seeded stage
 
     found = compile_cut.searches([logs])
     assert list(found) == [(str(logs), "k", "seeded")]

@@ -40,6 +40,9 @@ from pytest_helion_tune.strategies.helion_env import usable_seeds
 from pytest_helion_tune.strategies.llm import LLMBudget, LLMGuided, LLMSeeded
 from pytest_helion_tune.timing import Timer, WallClockTimer
 
+# The header of the per-candidate CSV log Helion 1.5 writes (autotune_log).
+HELION_CSV_HEADER = "run_id,timestamp_s,config_id,generation,status,perf_ms,compile_time_s,config\n"
+
 interpreter.patch_libdevice()
 
 
@@ -778,8 +781,7 @@ def test_compile_times_read_from_a_helion_csv(tmp_path: Path) -> None:
     benchmark timeout's is the compile's, and a last row cut short by a kill is left out."""
     log = tmp_path / "search.csv"
     log.write_text(
-        "run_id,timestamp_s,config_id,generation,status,perf_ms,compile_time_s,config\n"
-        'r,0.1,a,0,started,,0.40,"Config(num_warps=4)"\n'
+        HELION_CSV_HEADER + 'r,0.1,a,0,started,,0.40,"Config(num_warps=4)"\n'
         'r,0.2,a,0,ok,0.0123,0.40,"Config(num_warps=4)"\n'
         'r,0.3,b,0,error,,1.25,"Config(num_warps=8)"\n'
         'r,0.4,c,0,ok,0.0456,,"Config(num_warps=2)"\n'
@@ -1014,7 +1016,6 @@ def test_a_batch_whose_default_compile_was_cut_compiles_it_again_at_helions_floo
     problem = add_problem(None, (), log_path=str(tmp_path / "logs" / "add"))
     default = problem.bound.config_spec.default_config()
     other = helion.Config(**{**default.config, "num_warps": 2})
-    header = "run_id,timestamp_s,config_id,generation,status,perf_ms,compile_time_s,config\n"
     calls: list[tuple[int, list[str]]] = []
 
     def batch(self: Any, problem: Any, name: str, kwargs: Any, base: Path, *rest: Any) -> None:
@@ -1026,7 +1027,9 @@ def test_a_batch_whose_default_compile_was_cut_compiles_it_again_at_helions_floo
             rows = [f'r,3,b,0,ok,0.6,12.5,"{default}"']
         log = base.with_suffix(".csv")
         log.parent.mkdir(parents=True, exist_ok=True)
-        log.write_text((log.read_text() if log.exists() else header) + "\n".join(rows) + "\n")
+        log.write_text(
+            (log.read_text() if log.exists() else HELION_CSV_HEADER) + "\n".join(rows) + "\n"
+        )
 
     monkeypatch.setattr(seeded.SeededSearch, "_run_helion", batch)
     outcome = SearchOutcome(config={})
@@ -1061,8 +1064,7 @@ def test_a_batch_whose_default_compile_was_cut_compiles_it_again_at_helions_floo
     # Nothing finished in a later batch (no default in it): the stopped configs go again too.
     calls.clear()
     base = tmp_path / "logs" / "add-climb1"
-    header_only = "run_id,timestamp_s,config_id,generation,status,perf_ms,compile_time_s,config\n"
-    base.with_suffix(".csv").write_text(header_only)
+    base.with_suffix(".csv").write_text(HELION_CSV_HEADER)
     stopped_only = helion.Config(**{**default.config, "num_warps": 8})
 
     def all_cut(self: Any, problem: Any, name: str, kwargs: Any, base: Path, *rest: Any) -> None:
@@ -1082,8 +1084,7 @@ def test_a_batch_whose_default_compile_was_cut_compiles_it_again_at_helions_floo
 def test_monitor_follow_reads_only_the_rows_of_its_own_search(tmp_path: Path) -> None:
     """Helion appends to a log: a second search on it (seeded's compile retry) counts its rows."""
     log = tmp_path / "s.csv"
-    header = "run_id,timestamp_s,config_id,generation,status,perf_ms,compile_time_s,config\n"
-    log.write_text(header + 'r,1,a,0,ok,0.5,0.4,"Config(num_warps=4)"\n')
+    log.write_text(HELION_CSV_HEADER + 'r,1,a,0,ok,0.5,0.4,"Config(num_warps=4)"\n')
     with monitor.follow(log, None, time.perf_counter) as seen, log.open("a") as handle:
         handle.write('r,1,b,0,ok,0.7,0.4,"Config(num_warps=8)"\n')
     assert seen.tested == 1 and seen.candidates == ["b"] and seen.best_ms == 0.7
