@@ -97,8 +97,8 @@ def default_noise(contender: dict[str, Any]) -> float:
     """The re-timing noise of a case: the interquartile range of its default config's round
     medians over their median, at least ``NOISE_FLOOR``. One round off by a clock dip (matmul
     16x4096x4096 on the H100: four rounds within 2.9%, one 36% slower) says nothing about the
-    others; the full spread of the rounds would call that case 36% noisy, this 2.8%. A re-timing without
-    round medians falls back to its round spread."""
+    others; the full spread of the rounds would call that case 36% noisy, this 2.8%. A
+    re-timing without round medians falls back to its round spread."""
     rounds = sorted(contender.get("round_medians_ms") or [])
     if len(rounds) < 4:
         return max(NOISE_FLOOR, float(contender.get("round_spread", 0.0)))
