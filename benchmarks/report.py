@@ -35,6 +35,7 @@ COLORS = {
     "seeded-warm": "#17becf",
     "seeded-climb": "#ff7f0e",
     "seeded-lfbo": "#bcbd22",
+    "seeded-pairs": "#aec7e8",
     "lfbo": "#d62728",
     "lfbo-full": "#9467bd",
     "pattern": "#2ca02c",

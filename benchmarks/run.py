@@ -102,6 +102,13 @@ STRATEGIES: dict[str, StrategySpec] = {
             90,
             "seeded, cold, its refinement forced to LFBO (A/B of rule 3; seeded until b535a6c)",
         ),
+        StrategySpec(
+            "seeded-pairs",
+            "seeded-pairs",
+            "quick",
+            90,
+            "seeded, cold, its probe also pairing each block size with the warp count (A/B)",
+        ),
         StrategySpec("lfbo", "lfbo", "quick", 230, "Helion's LFBOTreeSearch, effort quick"),
         StrategySpec("pattern", "pattern", "quick", 190, "Helion's PatternSearch, effort quick"),
         StrategySpec("random", "random", "quick", 150, "Helion's RandomSearch, effort quick"),
@@ -531,12 +538,14 @@ def run_strategy(
     from pytest_helion_tune.strategies.seeded import SeededSearch
     from pytest_helion_tune.timing import WallClockTimer
 
-    # Rule 3's two refinements forced, measured beside seeded here, not offered to plugin users.
+    # Variants of seeded measured beside it here (rule 3 forced, the warp pairs), not offered to
+    # plugin users.
     for refine in ("climb", "lfbo"):
         strategies.register(
             f"seeded-{refine}",
             lambda refine=refine: SeededSearch(f"seeded-{refine}", refine=refine),
         )
+    strategies.register("seeded-pairs", lambda: SeededSearch("seeded-pairs", warp_pairs=True))
 
     seeds = warm_seeds(bench.results, case) if spec.warm else []
     if spec.warm and not seeds:

@@ -892,6 +892,30 @@ def test_a_climb_step_is_sized_by_the_budget_left(tmp_path: Path) -> None:
     assert (tmp_path / "add-climb1.csv").exists()
 
 
+def test_warp_pairs_pair_each_block_size_with_the_warp_count() -> None:
+    """``warp_pairs`` adds the configs that change a block size and the warp count together (the
+    work one program does against its threads); without it no neighbour changes both."""
+    problem = add_problem(None, ())
+    bound, settings = problem.bound, problem.bound.settings
+    default = bound.config_spec.default_config()
+
+    def both_changed(configs: list[Any]) -> list[Any]:
+        return [
+            c
+            for c in configs
+            if c.config["num_warps"] != default.config["num_warps"]
+            and c.config["block_sizes"] != default.config["block_sizes"]
+        ]
+
+    single = seeded.pattern_neighbours(bound, default, settings)
+    paired = seeded.pattern_neighbours(bound, default, settings, warp_pairs=True)
+    assert both_changed(single) == []
+    added = both_changed(paired)
+    blocks = len(default.config["block_sizes"])
+    assert len(added) == blocks * 4  # each block size and the warps one step up or down
+    assert len(paired) == len(single) + len(added)
+
+
 def test_early_stop_keeps_the_start_or_a_faster_default() -> None:
     times = [1.00, 1.01, 0.995]  # default, start (a seed), a neighbour 0.5% ahead of the start
     assert seeded.early_stop_choice(times, 2, 1, True, 0.005) == 0  # the default re-timed faster

@@ -179,11 +179,16 @@ def _canonical_id(config: Any) -> str:
 
 
 def batch_around(
-    problem: SearchProblem, centre: Any, known: dict[str, Any], size: int, seed: int
+    problem: SearchProblem,
+    centre: Any,
+    known: dict[str, Any],
+    size: int,
+    seed: int,
+    warp_pairs: bool = False,
 ) -> dict[str, Any]:
     """``centre`` and up to ``size`` of its one-step neighbours not in ``known``, sampled with
     ``seed``, by canonical id: the batch of the probe (rule 1) and of a climb step (rule 3)."""
-    neighbours = pattern_neighbours(problem.bound, centre, problem.bound.settings)
+    neighbours = pattern_neighbours(problem.bound, centre, problem.bound.settings, warp_pairs)
     random.Random(seed).shuffle(neighbours)
     batch: dict[str, Any] = {_canonical_id(centre): centre}  # compared within the batch
     for config in neighbours:
@@ -201,8 +206,11 @@ def _generation(bound: Any, settings: Any) -> Any:
     )
 
 
-def pattern_neighbours(bound: Any, base: Any, settings: Any) -> list[Any]:
-    """Configs one step from ``base``: each field to a neighbouring value, block sizes in pairs."""
+def pattern_neighbours(bound: Any, base: Any, settings: Any, warp_pairs: bool = False) -> list[Any]:
+    """Configs one step from ``base``: each field to a neighbouring value, block sizes in pairs
+    (tile sizes and reduction loops, both Helion block-size fields); with ``warp_pairs`` also
+    each block size paired with the warp count, the work one program does against the threads
+    that do it (``SeededSearch(warp_pairs=True)``, measured as ``seeded-pairs``)."""
     gen = _generation(bound, settings)
     flat = gen.flatten(base)
     overridden = set(getattr(gen, "overridden_flat_indices", ()) or ())
@@ -214,6 +222,9 @@ def pattern_neighbours(bound: Any, base: Any, settings: Any) -> list[Any]:
     for i, values in enumerate(options):
         flats.extend([*flat[:i], v, *flat[i + 1 :]] for v in values)
     blocks = [i for i in gen.block_size_indices if i not in overridden]
+    warps = getattr(gen, "num_warps_index", -1)
+    if warp_pairs and warps >= 0 and warps not in overridden:
+        blocks.append(warps)
     for a_pos, a in enumerate(blocks):
         for b in blocks[a_pos + 1 :]:
             for va in options[a]:
@@ -355,13 +366,18 @@ class SeededSearch:
     )
 
     def __init__(
-        self, name: str = "seeded", extra_seed_source: str = "", refine: str = "auto"
+        self,
+        name: str = "seeded",
+        extra_seed_source: str = "",
+        refine: str = "auto",
+        warp_pairs: bool = False,
     ) -> None:
         if refine not in REFINEMENTS:
             raise ValueError(f"refine must be one of {', '.join(REFINEMENTS)}, not {refine!r}")
         self.name = name
         self.extra_seed_source = extra_seed_source
         self.refine = refine
+        self.warp_pairs = warp_pairs
 
     def search(self, problem: SearchProblem) -> SearchOutcome:
         start = time.perf_counter()
@@ -400,7 +416,12 @@ class SeededSearch:
             probe_log = base.with_name(base.name + "-probe")
             logs.append(probe_log)
             probe = batch_around(
-                problem, start_config, known, probe_size(problem, bool(seeds)), problem.seed
+                problem,
+                start_config,
+                known,
+                probe_size(problem, bool(seeds)),
+                problem.seed,
+                self.warp_pairs,
             )
             known.update(probe)
             if len(probe) > 1 or len(logs) == 1:  # not when only the start, benchmarked already
@@ -588,7 +609,9 @@ class SeededSearch:
                     break
                 size = budget_sized(cap, left)  # a step is benchmarked whole, like the probe
             current_id = _canonical_id(current)
-            batch = batch_around(problem, current, known, size, problem.seed + step)
+            batch = batch_around(
+                problem, current, known, size, problem.seed + step, self.warp_pairs
+            )
             if len(batch) == 1:
                 break
             known.update(batch)
