@@ -107,7 +107,7 @@ STRATEGIES: dict[str, StrategySpec] = {
             "seeded-pairs",
             "quick",
             90,
-            "seeded, cold, its probe also pairing each block size with the warp count (A/B)",
+            "seeded, warp pairs in its probe: the A/B run at 745c314 before seeded took them",
         ),
         StrategySpec("lfbo", "lfbo", "quick", 230, "Helion's LFBOTreeSearch, effort quick"),
         StrategySpec("pattern", "pattern", "quick", 190, "Helion's PatternSearch, effort quick"),
