@@ -584,6 +584,25 @@ def warm_problem(fastest: int, tmp_path: Path) -> SearchProblem:
     )
 
 
+@pytest.mark.parametrize(("fastest", "warm"), [(64, True), (32, False)])
+def test_the_warm_probe_size_is_for_a_seed_that_beat_the_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fastest: int, warm: bool
+) -> None:
+    """The probe takes the warm size only around a seed that beat the default; where every seed
+    was slower (block 32, the default's, fastest here) it is the cold probe around the default."""
+    sized: list[bool] = []
+    real = seeded.probe_size
+
+    def spy(problem: SearchProblem, is_warm: bool) -> int:
+        sized.append(is_warm)
+        return real(problem, is_warm)
+
+    monkeypatch.setattr(seeded, "probe_size", spy)
+    outcome = seeded.SeededSearch().search(warm_problem(fastest, tmp_path))
+
+    assert sized and set(sized) == {warm}, (sized, outcome.notes)
+
+
 def test_seeded_warm_starts_from_the_fastest_seed_and_stops_at_its_local_optimum(
     tmp_path: Path,
     whole_probe: None,
