@@ -1,8 +1,9 @@
 """Replays ``seeded``'s early-stop gate (rule 2) over recorded searches: for every ``seeded*``
 result in a results directory, the probe's lead over its start on the common timer (from the
 search's notes) and on Helion's timer (from its stage logs), whether it stopped, whether a
-second witness on Helion's timer at ``--helion`` would have kept it going, and how the case ended
-against the default on the benchmark's re-timing. Usage::
+second witness on Helion's timer at ``--helion`` would have kept it going, how the case ended
+against the default on the benchmark's re-timing, and how the default's early-stop re-timing
+compares with its time on Helion's timer. Usage::
 
     python benchmarks/stop_gate.py RESULTS_DIR [--logs-dir logs-cold] [--helion 0.10]
 
@@ -16,11 +17,13 @@ import argparse
 import csv
 import json
 import re
+import statistics
 import sys
 from pathlib import Path
 from typing import Any
 
-COMMON = re.compile(r"probe's best is ([+-][0-9.]+)% vs (?:the start|it)|best ([+-][0-9.]+)% vs")
+PROBE = re.compile(r"^probe: .*?best ([+-][0-9.]+)% vs")  # cold: the start is the default
+START = re.compile(r"^start: .*the probe's best is ([+-][0-9.]+)% vs it")  # warm: a seed
 
 
 def helion_times(stem: Path) -> tuple[str | None, dict[str, float]]:
@@ -46,10 +49,24 @@ def helion_times(stem: Path) -> tuple[str | None, dict[str, float]]:
 def common_lead(notes: list[str]) -> float | None:
     """The probe's lead over the start on the common timer, in %, as the notes state it."""
     found = None
-    for note in notes:
-        for match in COMMON.finditer(note):
-            found = float(match.group(1) or match.group(2))
+    for pattern in (PROBE, START):  # a warm search's "start:" note, where there is one, decides
+        for note in notes:
+            if match := pattern.match(note):
+                found = float(match.group(1))
     return found
+
+
+def default_ratio(record: dict[str, Any], fastest: dict[str, float]) -> float | None:
+    """The default config's early-stop re-timing (median of its rounds, in the search's own
+    process) over its time on Helion's timer: 1.0 where the two timers agree."""
+    for retiming in record.get("retimings", []):
+        if retiming.get("stage") != "early-stop":
+            continue
+        for label, samples in zip(retiming["labels"], retiming["samples_ms"], strict=True):
+            role, _, config_id = label.partition(":")
+            if role == "default" and config_id in fastest and samples:
+                return statistics.median(samples) / fastest[config_id]
+    return None
 
 
 def rows(results: Path, logs: Path, helion_gate: float) -> list[dict[str, Any]]:
@@ -73,6 +90,7 @@ def rows(results: Path, logs: Path, helion_gate: float) -> list[dict[str, Any]]:
         lfbo = (by["default"] / by["lfbo"] - 1) * 100 if "lfbo" in by and "default" in by else None
         out.append(
             {
+                "default_ratio": default_ratio(record, fastest),
                 "case": case,
                 "strategy": strategy,
                 "common": common,
@@ -91,6 +109,10 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:+.1f}%"
 
 
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", type=Path)
@@ -103,9 +125,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(
         "| case | strategy | lead, common timer | lead, Helion's timer | stopped | "
-        f"goes on at {args.helion * 100:.0f}% | final vs default | LFBO vs default |"
+        f"goes on at {args.helion * 100:.0f}% | final vs default | LFBO vs default | "
+        "default re-timed / Helion's |"
     )
-    print("|---|---|---:|---:|---|---|---:|---:|")
+    print("|---|---|---:|---:|---|---|---:|---:|---:|")
     for r in table:
         stopped = (
             "yes" if r["stopped"] else ("no (Helion's timer)" if r["went_on_helion"] else "no")
@@ -113,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"| {r['case']} | {r['strategy']} | {_pct(r['common'])} | {_pct(r['helion'])} | "
             f"{stopped} | {'**yes**' if r['gate_goes_on'] else ''} | {_pct(r['final'])} | "
-            f"{_pct(r['lfbo'])} |"
+            f"{_pct(r['lfbo'])} | {_ratio(r['default_ratio'])} |"
         )
     return 0
 

@@ -700,6 +700,57 @@ def test_compile_cut_replays_a_rule_and_names_the_good_config_it_would_lose(
     assert compile_cut.main([str(tmp_path / "missing")]) == 2
 
 
+def test_stop_gate_replays_the_early_stop_with_helions_timer(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Hand-written results and stage logs: a search that stopped though Helion's timer had its
+    probe's best 20% ahead (the gate would go on), one that stopped at a 2% lead (it would not),
+    and the default's early-stop re-timing against Helion's time of it."""
+    from benchmarks import stop_gate
+
+    logs = tmp_path / "logs-cold"
+    logs.mkdir()
+
+    def search(case: str, notes: list[str], helion_best: float, retimed_default: float) -> None:
+        (tmp_path / f"{case}__seeded.json").write_text(
+            json.dumps(
+                {
+                    "notes": notes,
+                    "retimings": [
+                        {
+                            "stage": "early-stop",
+                            "labels": ["default:d", "candidate:b"],
+                            "samples_ms": [[retimed_default] * 3, [1.0] * 3],
+                        }
+                    ],
+                }
+            )
+        )
+        (logs / f"{case}__seeded-probe.csv").write_text(
+            HELION_CSV_HEADER + f"r,1,d,0,ok,1.20,0.5,C\nr,2,b,0,ok,{helion_best},0.5,C\n"
+        )
+        (tmp_path / f"{case}__retime.json").write_text(
+            json.dumps({"by_strategy": {"default": 1.2, "seeded": 1.2, "lfbo": 1.0}})
+        )
+
+    stopped = [
+        "probe: 9 configs, best +0.0% vs default on the common timer",
+        "stopped after the probe: the default is not beaten beyond noise",
+    ]
+    search("kept_going", stopped, 1.0, 1.02)  # Helion: 1.2 / 1.0 = +20%; re-timed 0.85x
+    search("control", stopped, 1.176, 1.2)  # Helion: +2.0%
+    rows = {r["case"]: r for r in stop_gate.rows(tmp_path, logs, 0.10)}
+
+    assert rows["kept_going"]["gate_goes_on"] and not rows["control"]["gate_goes_on"]
+    assert rows["kept_going"]["helion"] == pytest.approx(20.0)
+    assert rows["kept_going"]["common"] == 0.0 and rows["kept_going"]["stopped"]
+    assert rows["kept_going"]["default_ratio"] == pytest.approx(0.85)
+    assert rows["kept_going"]["lfbo"] == pytest.approx(20.0)
+    assert stop_gate.main([str(tmp_path), "--logs-dir", "logs-cold"]) == 0
+    assert "| kept_going | seeded | +0.0% | +20.0% | yes | **yes** |" in capsys.readouterr().out
+    assert stop_gate.main([str(tmp_path / "empty")]) == 1
+
+
 def test_merge_results_takes_from_each_archive_only_what_its_run_changed(tmp_path: Path) -> None:
     """Two archives from one GPU session: the second machine copy still had the committed
     ``a.json``, which the first archive changed; the merge keeps the first archive's."""
