@@ -698,6 +698,18 @@ def test_a_lead_on_helions_timer_keeps_the_search_going(
         assert "block_sizes=[64]" in climbed[0], climbed
 
 
+def test_stop_reason() -> None:
+    gain, short = seeded.GAIN_TO_CONTINUE, seeded.BUDGET_LEFT_TO_GO_ON_S - 1
+    assert seeded.stop_reason(gain, False, None, True) is None
+    assert seeded.stop_reason(0.0, True, 100.0, True) is None  # Helion's timer's witness
+    assert seeded.stop_reason(0.0, True, short, True) == "budget spent"
+    assert seeded.stop_reason(gain, False, short, False) == "budget spent"
+    assert seeded.stop_reason(0.0, False, None, True) == "the default is not beaten beyond noise"
+    assert seeded.stop_reason(0.01, False, None, False) == (
+        "no neighbour beats the start beyond noise"
+    )
+
+
 def test_helion_lead() -> None:
     a, b = ({"block_sizes": [32]}, {"block_sizes": [64]})
     timed = [(0.8, helion.Config(**b)), (1.0, helion.Config(**a))]

@@ -183,6 +183,21 @@ def early_stop_choice(
     return min(kept, key=lambda i: times[i])
 
 
+def stop_reason(
+    gain_on_start: float, on_helion: bool, remaining_s: float | None, start_is_default: bool
+) -> str | None:
+    """Why the search stops after the probe (rule 2), or ``None`` when it goes on: it goes on
+    where the re-timed lead reaches ``GAIN_TO_CONTINUE`` or Helion's timer witnessed one
+    (``on_helion``), and ``BUDGET_LEFT_TO_GO_ON_S`` of the budget is left."""
+    if gain_on_start >= GAIN_TO_CONTINUE or on_helion:
+        if remaining_s is not None and remaining_s < BUDGET_LEFT_TO_GO_ON_S:
+            return "budget spent"
+        return None
+    if start_is_default:
+        return "the default is not beaten beyond noise"
+    return "no neighbour beats the start beyond noise"
+
+
 def helion_lead(timed: Sequence[tuple[float, Any]], start_id: str) -> float:
     """How far the fastest of ``timed`` ((ms, config) on Helion's timer, fastest first) leads the
     start there: rule 2's second witness. 0 when the start did not finish."""
@@ -519,26 +534,18 @@ class SeededSearch:
             on_helion = (
                 gain_on_start < GAIN_TO_CONTINUE and lead_on_helion >= HELION_GAIN_TO_CONTINUE
             )
-            if on_helion:
-                notes.append(
-                    f"going on: the probe's best is {lead_on_helion * 100:+.1f}% vs the start on "
-                    f"Helion's timer, {gain_on_start * 100:+.1f}% on the common timer"
-                )
-            if (gain_on_start < GAIN_TO_CONTINUE and not on_helion) or (
-                remaining is not None and remaining < BUDGET_LEFT_TO_GO_ON_S
-            ):
-                reason = (
-                    "budget spent"
-                    if gain_on_start >= GAIN_TO_CONTINUE
-                    else "the default is not beaten beyond noise"
-                    if start_id == default_id
-                    else "no neighbour beats the start beyond noise"
-                )
+            reason = stop_reason(gain_on_start, on_helion, remaining, start_id == default_id)
+            if reason is not None:
                 notes.append(f"stopped after the probe: {reason}")
                 chosen = early_stop_choice(times, best, at_start, default_ran, gain_on_start)
                 outcome.config = as_dict(contenders[chosen])
                 outcome.best_ms = times[chosen]
                 return outcome
+            if on_helion:
+                notes.append(
+                    f"going on: the probe's best is {lead_on_helion * 100:+.1f}% vs the start on "
+                    f"Helion's timer, {gain_on_start * 100:+.1f}% on the common timer"
+                )
 
             refine = refinement(self.refine, gain_on_start)
             notes.append(
