@@ -229,7 +229,7 @@ def batch_around(
     known: dict[str, Any],
     size: int,
     seed: int,
-    warp_pairs: bool = False,
+    warp_pairs: bool,
 ) -> dict[str, Any]:
     """``centre`` and up to ``size`` of its one-step neighbours not in ``known``, sampled with
     ``seed``, by canonical id: the batch of the probe (rule 1) and of a climb step (rule 3)."""
@@ -458,13 +458,14 @@ class SeededSearch:
                     start_config = ranked[0]
                     start_source = source.get(_canonical_id(start_config), start_source)
             start_id = _canonical_id(start_config)
+            warm_start = start_id != default_id  # a seed beat the default: the warm probe size
             probe_log = base.with_name(base.name + "-probe")
             logs.append(probe_log)
             probe = batch_around(
                 problem,
                 start_config,
                 known,
-                probe_size(problem, start_id != default_id),
+                probe_size(problem, warm_start),
                 problem.seed,
                 self.warp_pairs,
             )
@@ -562,7 +563,7 @@ class SeededSearch:
                     outcome,
                     known,
                     finished[0] if on_helion else contenders[best],
-                    probe_size(problem, start_id != default_id),
+                    probe_size(problem, warm_start),
                     base,
                     start,
                     int(trim.get("climb_steps", CLIMB_STEPS_MAX)),
