@@ -36,6 +36,7 @@ COLORS = {
     "seeded-climb": "#ff7f0e",
     "seeded-lfbo": "#bcbd22",
     "seeded-pairs": "#aec7e8",
+    "seeded-paths3": "#9edae5",
     "lfbo": "#d62728",
     "lfbo-full": "#9467bd",
     "pattern": "#2ca02c",

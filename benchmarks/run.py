@@ -109,6 +109,13 @@ STRATEGIES: dict[str, StrategySpec] = {
             90,
             "seeded, warp pairs in its probe: the A/B run at 745c314 before seeded took them",
         ),
+        StrategySpec(
+            "seeded-paths3",
+            "seeded-paths3",
+            "quick",
+            90,
+            "seeded, 3 LFBO search paths where the probe gained 30%+ (A/B of rule 3's paths)",
+        ),
         StrategySpec("lfbo", "lfbo", "quick", 230, "Helion's LFBOTreeSearch, effort quick"),
         StrategySpec("pattern", "pattern", "quick", 190, "Helion's PatternSearch, effort quick"),
         StrategySpec("random", "random", "quick", 150, "Helion's RandomSearch, effort quick"),
@@ -538,7 +545,7 @@ def run_strategy(
     from pytest_helion_tune.strategies.seeded import SeededSearch
     from pytest_helion_tune.timing import WallClockTimer
 
-    # Variants of seeded measured beside it here (rule 3 forced, the warp pairs), not offered to
+    # Variants of seeded measured beside it here (rule 3 forced, the warp pairs, LFBO's paths), not offered to
     # plugin users.
     for refine in ("climb", "lfbo"):
         strategies.register(
@@ -546,6 +553,7 @@ def run_strategy(
             lambda refine=refine: SeededSearch(f"seeded-{refine}", refine=refine),
         )
     strategies.register("seeded-pairs", lambda: SeededSearch("seeded-pairs", warp_pairs=True))
+    strategies.register("seeded-paths3", lambda: SeededSearch("seeded-paths3", very_steep_paths=3))
 
     seeds = warm_seeds(bench.results, case) if spec.warm else []
     if spec.warm and not seeds:

@@ -752,6 +752,42 @@ def test_seeded_warm_refines_when_the_neighbourhood_beats_the_start(
     assert all(len(s) == seeded._INTERPRETER["rounds"] for s in final.samples_ms)
 
 
+@pytest.mark.parametrize(("very_steep_paths", "copies"), [(3, 3), (seeded.LFBO_PATHS, 2)])
+def test_a_very_steep_probe_gain_gives_lfbo_more_search_paths(
+    tmp_path: Path,
+    whole_probe: None,
+    monkeypatch: pytest.MonkeyPatch,
+    very_steep_paths: int,
+    copies: int,
+) -> None:
+    """Rule 3's paths: the probe's best (block 128) is 100% faster than the start (the seed's 64)
+    on ``BlockTimer``, over ``VERY_STEEP_GAIN``: Helion's LFBOTreeSearch is built with
+    ``very_steep_paths`` search paths (its ``copies``); the interpreter's trim to one path is
+    lifted here so that the rule's own number reaches Helion."""
+    monkeypatch.delitem(seeded._INTERPRETER, "copies")
+    built: list[int] = []
+
+    def recording(search: Any) -> Any:
+        if type(search).__name__ == "LFBOTreeSearch":
+            built.append(search.copies)
+        return attach(search)
+
+    attach = seeded.attach
+    monkeypatch.setattr(seeded, "attach", recording)
+    problem = warm_problem(128, tmp_path)
+    outcome = seeded.SeededSearch(very_steep_paths=very_steep_paths).search(problem)
+
+    assert_runs(problem, outcome)
+    assert built == [copies], built
+    assert any(n.startswith("LFBO: 3 search paths") for n in outcome.notes) == (copies == 3)
+
+
+def test_lfbo_paths_rule() -> None:
+    assert seeded.lfbo_paths(seeded.VERY_STEEP_GAIN, 3) == 3
+    assert seeded.lfbo_paths(seeded.VERY_STEEP_GAIN - 0.001, 3) == seeded.LFBO_PATHS == 2
+    assert seeded.lfbo_paths(0.9, seeded.LFBO_PATHS) == 2
+
+
 def test_seeded_refinement_cuts_compiles_at_five_times_the_earlier_q90(
     tmp_path: Path, whole_probe: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:

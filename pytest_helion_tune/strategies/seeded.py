@@ -118,6 +118,8 @@ FIRST_BATCH_COMPILE_TIMEOUT_S = 10.0  # no compile times known yet
 HELION_COMPILE_TIMEOUT_FLOOR_S = 30.0  # Helion 1.5's adaptive floor: the cut never raises it
 CLIMB_STEPS_MAX = 4
 STEEP_GAIN = 0.10  # rule 3: from this gain of the probe's best over the start, LFBO refines
+LFBO_PATHS = 2  # rule 3: LFBO's search paths (Helion's ``copies``), from its fastest seeds
+VERY_STEEP_GAIN = 0.30  # rule 3: from this gain, ``very_steep_paths`` search paths
 REFINEMENTS = ("auto", "lfbo", "climb")  # rule 3; the forced two are measured beside it
 
 # Under the interpreter timings rank nothing: keep every stage to a handful of candidates.
@@ -213,6 +215,13 @@ def refinement(refine: str, gain_on_start: float) -> str:
     if refine != "auto":
         return refine
     return "lfbo" if gain_on_start >= STEEP_GAIN else "climb"
+
+
+def lfbo_paths(gain_on_start: float, very_steep_paths: int) -> int:
+    """How many search paths rule 3's LFBO runs: ``LFBO_PATHS``, or ``very_steep_paths`` from a
+    probe gain of ``VERY_STEEP_GAIN`` over the start, where the default sits far from the
+    optimum and the probe's fastest may lie in more than one basin."""
+    return very_steep_paths if gain_on_start >= VERY_STEEP_GAIN else LFBO_PATHS
 
 
 def _canonical_id(config: Any) -> str:
@@ -416,6 +425,7 @@ class SeededSearch:
         extra_seed_source: str = "",
         refine: str = "auto",
         warp_pairs: bool = True,
+        very_steep_paths: int = LFBO_PATHS,
     ) -> None:
         if refine not in REFINEMENTS:
             raise ValueError(f"refine must be one of {', '.join(REFINEMENTS)}, not {refine!r}")
@@ -423,6 +433,7 @@ class SeededSearch:
         self.extra_seed_source = extra_seed_source
         self.refine = refine
         self.warp_pairs = warp_pairs
+        self.very_steep_paths = very_steep_paths
 
     def search(self, problem: SearchProblem) -> SearchOutcome:
         start = time.perf_counter()
@@ -570,7 +581,14 @@ class SeededSearch:
                     logs,
                 )
             else:
-                found, top = self._lfbo(problem, outcome, logs, finished[:5], trim, base, start)
+                paths = lfbo_paths(gain_on_start, self.very_steep_paths)
+                if paths != LFBO_PATHS:
+                    notes.append(
+                        f"LFBO: {paths} search paths (the probe gained {VERY_STEEP_GAIN * 100:.0f}%+)"
+                    )
+                found, top = self._lfbo(
+                    problem, outcome, logs, finished[:5], trim, base, start, paths
+                )
             final_pool = _unique([contenders[0], contenders[best], found, *top])
             roles = {_canonical_id(contenders[best]): "probe-best", default_id: "default"}
             if found is not None:
@@ -595,14 +613,15 @@ class SeededSearch:
         trim: dict[str, int],
         base: Path,
         start: float,
+        paths: int,
     ) -> tuple[Any, list[Any]]:
-        """Rule 3: Helion's LFBOTreeSearch from the probe's best (pinned); its best and the four
-        fastest it benchmarked."""
+        """Rule 3: Helion's LFBOTreeSearch from the probe's best (pinned), ``paths`` search paths;
+        its best and the four fastest it benchmarked."""
         elapsed = time.perf_counter() - start
         remaining = None if problem.budget_s is None else problem.budget_s - elapsed
         lfbo_log = base.with_name(base.name + "-lfbo")
         kwargs: dict[str, Any] = {
-            "copies": int(trim.get("copies", 2)),
+            "copies": int(trim.get("copies", paths)),
             "max_generations": int(
                 trim.get("max_generations", 4 if problem.effort == "quick" else 10)
             ),
