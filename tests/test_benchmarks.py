@@ -902,3 +902,42 @@ def test_compare_results_over_the_cases_both_runs_have(tmp_path: Path) -> None:
     assert compare_results.main([str(old), str(new)]) == 0
     with pytest.raises(SystemExit):  # no case with that strategy
         compare_results.main([str(old), str(new), "--strategy", "seeded-warm"])
+
+
+def test_timer_agreement_times_each_config_on_every_timer(
+    harness_env: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The diagnostic behind the matmul 2047x2049x1023 miss: a case's result configs and the
+    fastest rows of a search's CSV log, each timed on Helion's search timer (a FiniteSearch
+    batch) and the in-process timers, interleaved. Under the interpreter every in-process timer
+    is the wall clock: this checks the plumbing (what is collected, merged, timed, written)."""
+    from benchmarks import timer_agreement
+
+    results = tmp_path / "results"
+    argv = ["--interpreter", "--cases", "rms_norm_256x65536", "--strategies", "default,seeded"]
+    assert run.main([*argv, "--no-retime", "--results-dir", str(results)]) == 0
+    probe = results / "logs" / "rms_norm_256x65536__seeded-probe.csv"
+    out = tmp_path / "agreement.json"
+    common = ["rms_norm_256x65536", "--interpreter", "--results-dir", str(results)]
+    assert (
+        timer_agreement.main(
+            [*common, "--csv", str(probe), "--top", "2", "--rounds", "2", "--out", str(out)]
+        )
+        == 0
+    )
+
+    data = json.loads(out.read_text())
+    labels = [label for row in data["rows"] for label in row["labels"]]
+    assert {"default", "seeded", "rms_norm_256x65536__seeded-probe#1"} <= set(labels), labels
+    assert len(labels) == 4  # 2 strategies + the log's 2 fastest, merged by canonical id
+    for row in data["rows"]:
+        assert row["helion-worker"] > 0  # every config finished in Helion's batch
+        for timer in timer_agreement.TIMERS[1:]:
+            assert row[timer] > 0 and len(row[f"{timer}-rounds"]) == 2
+    assert data["environment"]["interpreter"] is True
+    printed = capsys.readouterr().out
+    assert "| config | helion-worker ms |" in printed and "common / worker" in printed
+
+    with pytest.raises(SystemExit):
+        timer_agreement.main([*common, "--csv", str(tmp_path / "missing.csv")])
+    assert "missing.csv: no such file" in capsys.readouterr().err
