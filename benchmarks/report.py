@@ -37,6 +37,7 @@ COLORS = {
     "seeded-lfbo": "#bcbd22",
     "seeded-pairs": "#aec7e8",
     "seeded-paths3": "#9edae5",
+    "seeded-recheck": "#c5b0d5",
     "lfbo": "#d62728",
     "lfbo-full": "#9467bd",
     "pattern": "#2ca02c",

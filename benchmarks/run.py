@@ -116,6 +116,13 @@ STRATEGIES: dict[str, StrategySpec] = {
             90,
             "seeded, 3 LFBO search paths where the probe gained 30%+ (A/B of rule 3's paths)",
         ),
+        StrategySpec(
+            "seeded-recheck",
+            "seeded-recheck",
+            "quick",
+            90,
+            "seeded, its LFBO re-benchmarking every claimed new best (rebenchmark threshold 1.0)",
+        ),
         StrategySpec("lfbo", "lfbo", "quick", 230, "Helion's LFBOTreeSearch, effort quick"),
         StrategySpec("pattern", "pattern", "quick", 190, "Helion's PatternSearch, effort quick"),
         StrategySpec("random", "random", "quick", 150, "Helion's RandomSearch, effort quick"),
@@ -554,6 +561,7 @@ def run_strategy(
         )
     strategies.register("seeded-pairs", lambda: SeededSearch("seeded-pairs", warp_pairs=True))
     strategies.register("seeded-paths3", lambda: SeededSearch("seeded-paths3", very_steep_paths=3))
+    strategies.register("seeded-recheck", lambda: SeededSearch("seeded-recheck", recheck=1.0))
 
     seeds = warm_seeds(bench.results, case) if spec.warm else []
     if spec.warm and not seeds:

@@ -782,6 +782,31 @@ def test_a_very_steep_probe_gain_gives_lfbo_more_search_paths(
     assert any(n.startswith("LFBO: 3 search paths") for n in outcome.notes) == (copies == 3)
 
 
+def test_recheck_sets_helions_rebenchmark_threshold_for_the_lfbo_only(
+    tmp_path: Path, whole_probe: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``recheck``: rule 3's LFBO re-benchmarks every member timed under that multiple of the
+    best so far (Helion's ``autotune_rebenchmark_threshold``, which its ``quick`` effort leaves
+    at 0.9: a member that claims a new best by under 10% is never re-timed). The probe's
+    batches keep Helion's own value, and the kernel's settings are restored after."""
+    built: list[tuple[str, Any]] = []
+
+    def recording(search: Any) -> Any:
+        threshold = search.settings.autotune_rebenchmark_threshold
+        built.append((type(search).__name__, threshold))
+        return attach(search)
+
+    attach = seeded.attach
+    monkeypatch.setattr(seeded, "attach", recording)
+    problem = warm_problem(128, tmp_path)
+    before = problem.bound.settings.autotune_rebenchmark_threshold
+    seeded.SeededSearch(recheck=1.0).search(problem)
+
+    assert ("LFBOTreeSearch", 1.0) in built, built
+    assert all(t == before for name, t in built if name == "FiniteSearch"), built
+    assert problem.bound.settings.autotune_rebenchmark_threshold == before
+
+
 def test_lfbo_paths_rule() -> None:
     assert seeded.lfbo_paths(seeded.VERY_STEEP_GAIN, 3) == 3
     assert seeded.lfbo_paths(seeded.VERY_STEEP_GAIN - 0.001, 3) == seeded.LFBO_PATHS == 2

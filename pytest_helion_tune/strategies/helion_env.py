@@ -32,6 +32,7 @@ _FIELDS = (
     "autotune_config_filter",
     "autotune_benchmark_subprocess",
     "autotune_compile_timeout",
+    "autotune_rebenchmark_threshold",
 )
 HELION_COMPILE_TIMEOUT_DEFAULT_S = 60  # Helion 1.5's autotune_compile_timeout; above it, the user's
 

@@ -426,6 +426,7 @@ class SeededSearch:
         refine: str = "auto",
         warp_pairs: bool = True,
         very_steep_paths: int = LFBO_PATHS,
+        recheck: float | None = None,
     ) -> None:
         if refine not in REFINEMENTS:
             raise ValueError(f"refine must be one of {', '.join(REFINEMENTS)}, not {refine!r}")
@@ -434,6 +435,9 @@ class SeededSearch:
         self.refine = refine
         self.warp_pairs = warp_pairs
         self.very_steep_paths = very_steep_paths
+        # Rule 3's LFBO re-benchmarks a member timed under ``recheck`` x the best so far before
+        # it counts (Helion's ``autotune_rebenchmark_threshold``); None: Helion's effort default.
+        self.recheck = recheck
 
     def search(self, problem: SearchProblem) -> SearchOutcome:
         start = time.perf_counter()
@@ -638,13 +642,15 @@ class SeededSearch:
             **{**problem.__dict__, "log_path": str(lfbo_log), "budget_s": remaining}
         )
         with (
-            prepared(local, pinned, timeout or HELION_COMPILE_TIMEOUT_FLOOR_S),
+            prepared(local, pinned, timeout or HELION_COMPILE_TIMEOUT_FLOOR_S) as settings,
             _env(
                 # Helion's final shootout re-times each finalist for 5 s; ours follows instead.
                 HELION_AUTOTUNE_FINAL_REBENCHMARK_TARGET_MS="300",
                 HELION_AUTOTUNE_FINAL_REBENCHMARK_TOP_K="4",
             ),
         ):
+            if self.recheck is not None:
+                settings.autotune_rebenchmark_threshold = self.recheck
             found = self._run_helion(problem, "LFBOTreeSearch", kwargs, lfbo_log, outcome, elapsed)
         return found, _best([lfbo_log], 4)
 
