@@ -782,13 +782,15 @@ def test_a_very_steep_probe_gain_gives_lfbo_more_search_paths(
     assert any(n.startswith("LFBO: 3 search paths") for n in outcome.notes) == (copies == 3)
 
 
+@pytest.mark.parametrize("recheck", [seeded.RECHECK, None])
 def test_recheck_sets_helions_rebenchmark_threshold_for_the_lfbo_only(
-    tmp_path: Path, whole_probe: None, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, whole_probe: None, monkeypatch: pytest.MonkeyPatch, recheck: float | None
 ) -> None:
-    """``recheck``: rule 3's LFBO re-benchmarks every member timed under that multiple of the
-    best so far (Helion's ``autotune_rebenchmark_threshold``, which its ``quick`` effort leaves
-    at 0.9: a member that claims a new best by under 10% is never re-timed). The probe's
-    batches keep Helion's own value, and the kernel's settings are restored after."""
+    """``recheck`` (``RECHECK`` by default): rule 3's LFBO re-benchmarks every member timed under
+    that multiple of the best so far (Helion's ``autotune_rebenchmark_threshold``, which its
+    ``quick`` effort leaves at 0.9: a member that claims a new best by under 10% is never
+    re-timed); ``None`` leaves Helion's value. The probe's batches keep Helion's own value, and
+    the kernel's settings are restored after."""
     built: list[tuple[str, Any]] = []
 
     def recording(search: Any) -> Any:
@@ -800,9 +802,10 @@ def test_recheck_sets_helions_rebenchmark_threshold_for_the_lfbo_only(
     monkeypatch.setattr(seeded, "attach", recording)
     problem = warm_problem(128, tmp_path)
     before = problem.bound.settings.autotune_rebenchmark_threshold
-    seeded.SeededSearch(recheck=1.0).search(problem)
+    seeded.SeededSearch(recheck=recheck).search(problem)
 
-    assert ("LFBOTreeSearch", 1.0) in built, built
+    assert seeded.SeededSearch().recheck == seeded.RECHECK == 1.0
+    assert ("LFBOTreeSearch", before if recheck is None else recheck) in built, built
     assert all(t == before for name, t in built if name == "FiniteSearch"), built
     assert problem.bound.settings.autotune_rebenchmark_threshold == before
 

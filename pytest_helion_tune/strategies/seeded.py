@@ -60,6 +60,16 @@ Rules (stated, not tuned per kernel):
    switch 0.997x at 0.293x, the threshold chosen on the first two runs. ``refine="lfbo"`` and
    ``refine="climb"`` force one (``seeded-lfbo`` and ``seeded-climb`` in ``benchmarks/run.py``,
    not plugin strategies).
+   LFBO re-benchmarks (in Helion's worker) every member that times faster than the best so far
+   (``RECHECK``; Helion's ``quick`` re-times only a member that claims a 10%+ lead) before its
+   paths follow it: a single in-search timing can flatter a config. On the H100, matmul
+   2047x2049x1023's refinement timed [128, 128, 64] with 16 warps at 0.0562 ms in generation 4;
+   the same config timed 0.0649 ms in a batch of its own on Helion's timer and 0.0679 ms on the
+   common timer (``benchmarks/timer_agreement.py``, ``.../timer_agreement.md``), and the search
+   ended at 1.18x LFBO's latency. With the re-check, 5 searches ended at 0.98-1.15x (median
+   1.10x), against 1.06-1.15x (median 1.15x) for 3 without, and 3 other cases LFBO refines
+   moved by at most 0.3% (``.../recheck_ab.md``). Three search paths from a 30% probe gain
+   instead of two (``very_steep_paths``, ``seeded-paths3``) ended at 1.18-1.20x there: not taken.
    Compiles, in every batch (seeds, probe, combine, climb steps, LFBO): a candidate's compile is
    cut off at ``REFINE_COMPILE_TIMEOUT_PER_Q90`` (5) times the 90th percentile of the compile
    times of the batches before it, never under ``REFINE_COMPILE_TIMEOUT_MIN_S`` (5 s) nor over
@@ -120,6 +130,7 @@ CLIMB_STEPS_MAX = 4
 STEEP_GAIN = 0.10  # rule 3: from this gain of the probe's best over the start, LFBO refines
 LFBO_PATHS = 2  # rule 3: LFBO's search paths (Helion's ``copies``), from its fastest seeds
 VERY_STEEP_GAIN = 0.30  # rule 3: from this gain, ``very_steep_paths`` search paths
+RECHECK = 1.0  # rule 3: LFBO re-benchmarks every member that times under this x the best so far
 REFINEMENTS = ("auto", "lfbo", "climb")  # rule 3; the forced two are measured beside it
 
 # Under the interpreter timings rank nothing: keep every stage to a handful of candidates.
@@ -426,7 +437,7 @@ class SeededSearch:
         refine: str = "auto",
         warp_pairs: bool = True,
         very_steep_paths: int = LFBO_PATHS,
-        recheck: float | None = None,
+        recheck: float | None = RECHECK,
     ) -> None:
         if refine not in REFINEMENTS:
             raise ValueError(f"refine must be one of {', '.join(REFINEMENTS)}, not {refine!r}")
@@ -436,7 +447,8 @@ class SeededSearch:
         self.warp_pairs = warp_pairs
         self.very_steep_paths = very_steep_paths
         # Rule 3's LFBO re-benchmarks a member timed under ``recheck`` x the best so far before
-        # it counts (Helion's ``autotune_rebenchmark_threshold``); None: Helion's effort default.
+        # it counts (Helion's ``autotune_rebenchmark_threshold``); None: Helion's effort default
+        # (0.9 at ``quick``: only a member claiming a 10%+ lead is re-timed).
         self.recheck = recheck
 
     def search(self, problem: SearchProblem) -> SearchOutcome:
