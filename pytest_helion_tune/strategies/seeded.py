@@ -66,10 +66,12 @@ Rules (stated, not tuned per kernel):
    2047x2049x1023's refinement timed [128, 128, 64] with 16 warps at 0.0562 ms in generation 4;
    the same config timed 0.0649 ms in a batch of its own on Helion's timer and 0.0679 ms on the
    common timer (``benchmarks/timer_agreement.py``, ``.../timer_agreement.md``), and the search
-   ended at 1.18x LFBO's latency. With the re-check, 5 searches ended at 0.98-1.15x (median
-   1.10x), against 1.06-1.15x (median 1.15x) for 3 without, and 3 other cases LFBO refines
-   moved by at most 0.3% (``.../recheck_ab.md``). Three search paths from a 30% probe gain
-   instead of two (``very_steep_paths``, ``seeded-paths3``) ended at 1.18-1.20x there: not taken.
+   ended at 1.18x LFBO's latency. With the re-check, 6 searches ended at 0.98-1.21x (median
+   1.11x; two reached LFBO's latency), against 1.06-1.15x (median 1.15x; none) for 3 without,
+   at the same time; 3 other cases LFBO refines moved by at most 0.3%
+   (``.../matmul2047_ab.md``). Thin evidence, taken for its cause. Three search paths from a
+   30% probe gain instead of two (``very_steep_paths``, ``seeded-paths3``) ended at
+   1.18-1.20x there: not taken.
    Compiles, in every batch (seeds, probe, combine, climb steps, LFBO): a candidate's compile is
    cut off at ``REFINE_COMPILE_TIMEOUT_PER_Q90`` (5) times the 90th percentile of the compile
    times of the batches before it, never under ``REFINE_COMPILE_TIMEOUT_MIN_S`` (5 s) nor over
