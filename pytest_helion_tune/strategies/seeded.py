@@ -475,51 +475,14 @@ class SeededSearch:
             default_id = _canonical_id(default)
             known: dict[str, Any] = {default_id: default}
             logs: list[Path] = []
-            start_config, start_source = default, "the default config"
-            for _seed, config in seeds:
-                known.setdefault(_canonical_id(config), config)
-            if len(known) > 1:  # rule 0: the fastest of the default and the seeds is the start
-                source = {_canonical_id(c): s.source for s, c in seeds}
-                logs.append(base.with_name(base.name + "-seeds"))
-                self._finite(problem, list(known.values()), logs[-1], outcome, 0.0)
-                ranked = _best(logs, 1)
-                if ranked:
-                    start_config = ranked[0]
-                    start_source = source.get(_canonical_id(start_config), start_source)
+            start_config, start_source = self._start(
+                problem, default, seeds, known, logs, base, outcome
+            )
             start_id = _canonical_id(start_config)
             warm_start = start_id != default_id  # a seed beat the default: the warm probe size
-            probe_log = base.with_name(base.name + "-probe")
-            logs.append(probe_log)
-            probe = batch_around(
-                problem,
-                start_config,
-                known,
-                probe_size(problem, warm_start),
-                problem.seed,
-                self.warp_pairs,
+            joined = self._probe(
+                problem, start_config, warm_start, known, logs, base, outcome, start
             )
-            known.update(probe)
-            if len(probe) > 1 or len(logs) == 1:  # not when only the start, benchmarked already
-                self._finite(
-                    problem,
-                    list(probe.values()),
-                    probe_log,
-                    outcome,
-                    time.perf_counter() - start,
-                    logs[:-1],
-                )
-            combine_cap = int(trim.get("combine", COMBINE_MAX))
-            spent = problem.budget_s is not None and (
-                time.perf_counter() - start > problem.budget_s - BUDGET_LEFT_TO_GO_ON_S
-            )
-            timed = [] if spent else _timed([probe_log])
-            joined = combined_changes(problem.bound, start_config, timed, combine_cap)
-            joined = [c for c in _unique(joined) if _canonical_id(c) not in known]
-            if joined:  # rule 1b
-                logs.append(base.with_name(base.name + "-combine"))
-                elapsed = time.perf_counter() - start
-                self._finite(problem, joined, logs[-1], outcome, elapsed, logs[:-1])
-                known.update((_canonical_id(c), c) for c in joined)
             timed_all = _timed(logs)  # the logs, read once
             finished = [config for _ms, config in timed_all[: len(known)]]
             lead_on_helion = helion_lead(timed_all, start_id)
@@ -621,6 +584,68 @@ class SeededSearch:
             return outcome
 
     # -- pieces -----------------------------------------------------------------
+
+    def _start(
+        self,
+        problem: SearchProblem,
+        default: Any,
+        seeds: Sequence[tuple[Any, Any]],
+        known: dict[str, Any],
+        logs: list[Path],
+        base: Path,
+        outcome: SearchOutcome,
+    ) -> tuple[Any, str]:
+        """Rule 0: the start and where it came from. With seeds, the fastest of the default and
+        the seeds, benchmarked as one batch (added to ``known`` and its log to ``logs``);
+        without, the default config."""
+        for _seed, config in seeds:
+            known.setdefault(_canonical_id(config), config)
+        if len(known) == 1:
+            return default, "the default config"
+        source = {_canonical_id(c): s.source for s, c in seeds}
+        logs.append(base.with_name(base.name + "-seeds"))
+        self._finite(problem, list(known.values()), logs[-1], outcome, 0.0)
+        ranked = _best(logs, 1)
+        if not ranked:
+            return default, "the default config"
+        return ranked[0], source.get(_canonical_id(ranked[0]), "the default config")
+
+    def _probe(
+        self,
+        problem: SearchProblem,
+        start_config: Any,
+        warm_start: bool,
+        known: dict[str, Any],
+        logs: list[Path],
+        base: Path,
+        outcome: SearchOutcome,
+        began: float,
+    ) -> list[Any]:
+        """Rules 1 and 1b: the probe around the start, then one batch joining its improving
+        changes (skipped when the budget is all but spent). Both go into ``known`` and their
+        logs into ``logs``; returns the joined configs."""
+        probe_log = base.with_name(base.name + "-probe")
+        logs.append(probe_log)
+        size = probe_size(problem, warm_start)
+        probe = batch_around(problem, start_config, known, size, problem.seed, self.warp_pairs)
+        known.update(probe)
+        if len(probe) > 1 or len(logs) == 1:  # not when only the start, benchmarked already
+            elapsed = time.perf_counter() - began
+            self._finite(problem, list(probe.values()), probe_log, outcome, elapsed, logs[:-1])
+        trim = _INTERPRETER if problem.interpreter else {}
+        spent = problem.budget_s is not None and (
+            time.perf_counter() - began > problem.budget_s - BUDGET_LEFT_TO_GO_ON_S
+        )
+        timed = [] if spent else _timed([probe_log])
+        cap = int(trim.get("combine", COMBINE_MAX))
+        joined = combined_changes(problem.bound, start_config, timed, cap)
+        joined = [c for c in _unique(joined) if _canonical_id(c) not in known]
+        if joined:  # rule 1b
+            logs.append(base.with_name(base.name + "-combine"))
+            elapsed = time.perf_counter() - began
+            self._finite(problem, joined, logs[-1], outcome, elapsed, logs[:-1])
+            known.update((_canonical_id(c), c) for c in joined)
+        return joined
 
     def _lfbo(
         self,
