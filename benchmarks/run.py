@@ -482,6 +482,24 @@ class Prepared:
     shape: tuple[int, ...]
     dtype: Any
 
+    def problem(self, interpreter: bool, log_path: Path, **more: Any) -> Any:
+        """A ``SearchProblem`` for this case (``more``: effort, budget, seeds, progress, ...)."""
+        from pytest_helion_tune.strategies import SearchProblem
+        from pytest_helion_tune.timing import WallClockTimer
+
+        return SearchProblem(
+            kernel=self.family.kernel,
+            bound=self.bound,
+            args=self.args,
+            reference=self.family.reference,
+            tolerance=self.tolerance,
+            # Helion benchmarks by itself on a GPU; the interpreter has no driver to time with.
+            timer=WallClockTimer(calls=1) if interpreter else None,
+            interpreter=interpreter,
+            log_path=str(log_path),
+            **more,
+        )
+
 
 def prepare(case: Any, interpreter: bool) -> Prepared:
     from benchmarks.kernels import FAMILIES
@@ -548,9 +566,8 @@ def run_strategy(
     from pytest_helion_tune import strategies
     from pytest_helion_tune.accuracy import compare
     from pytest_helion_tune.configs import as_dict
-    from pytest_helion_tune.strategies import SearchOutcome, SearchProblem
+    from pytest_helion_tune.strategies import SearchOutcome
     from pytest_helion_tune.strategies.seeded import SeededSearch
-    from pytest_helion_tune.timing import WallClockTimer
 
     # Variants of seeded measured beside it here (rule 3 forced, the warp pairs, LFBO's paths), not offered to
     # plugin users.
@@ -575,23 +592,16 @@ def run_strategy(
         outcome = SearchOutcome(config=as_dict(config), configs_compiled=1)
         outcome.seed_source = "none"
     else:
-        problem = SearchProblem(
-            kernel=prep.family.kernel,
-            bound=prep.bound,
-            args=prep.args,
-            reference=prep.family.reference,
-            tolerance=prep.tolerance,
+        problem = prep.problem(
+            bench.interpreter,
+            # "seeded_warm", not "seeded-warm": a search clears "<base>-*", its stages' logs,
+            # which for "x__seeded" would take "x__seeded-warm-probe.csv" with them.
+            bench.results / "logs" / f"{case.name}__{spec.name.replace('-', '_')}",
             effort=spec.effort,
             budget_s=budget_s,
             seed=bench.seed,
             seeds=seeds,
-            # Helion benchmarks by itself on a GPU; the interpreter has no driver to time with.
-            timer=WallClockTimer(calls=1) if bench.interpreter else None,
-            interpreter=bench.interpreter,
             progress=ProgressPrinter(label),
-            # "seeded_warm", not "seeded-warm": a search clears "<base>-*", its stages' logs,
-            # which for "x__seeded" would take "x__seeded-warm-probe.csv" with them.
-            log_path=str(bench.results / "logs" / f"{case.name}__{spec.name.replace('-', '_')}"),
         )
         outcome = strategies.get(spec.registry).search(problem)
     wall_s = time.perf_counter() - start

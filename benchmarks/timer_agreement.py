@@ -112,20 +112,10 @@ def worker_times(prep: Any, configs: list[Any], log: Path, interpreter: bool) ->
     """Each config's time on Helion's search timer: one FiniteSearch batch of them all, as
     ``seeded`` runs its batches (nan where one did not finish)."""
     from pytest_helion_tune import monitor
-    from pytest_helion_tune.strategies import SearchOutcome, SearchProblem
+    from pytest_helion_tune.strategies import SearchOutcome
     from pytest_helion_tune.strategies.seeded import SeededSearch, _canonical_id
-    from pytest_helion_tune.timing import WallClockTimer
 
-    problem = SearchProblem(
-        kernel=prep.family.kernel,
-        bound=prep.bound,
-        args=prep.args,
-        reference=prep.family.reference,
-        tolerance=prep.tolerance,
-        timer=WallClockTimer(calls=1) if interpreter else None,
-        interpreter=interpreter,
-        log_path=str(log),
-    )
+    problem = prep.problem(interpreter, log)
     SeededSearch()._finite(problem, configs, log, SearchOutcome(config={}), 0.0)
     import helion
 
