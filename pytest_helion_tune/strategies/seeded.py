@@ -563,7 +563,7 @@ class SeededSearch:
                 )
             else:
                 paths = lfbo_paths(gain_on_start, self.very_steep_paths)
-                if paths != LFBO_PATHS:
+                if paths != LFBO_PATHS and "copies" not in trim:  # the interpreter runs one
                     notes.append(
                         f"LFBO: {paths} search paths (the probe gained {VERY_STEEP_GAIN * 100:.0f}%+)"
                     )
