@@ -111,13 +111,14 @@ def in_process_timers(interpreter: bool) -> dict[str, Callable[[Fn], float]]:
 def worker_times(prep: Any, configs: list[Any], log: Path, interpreter: bool) -> list[float]:
     """Each config's time on Helion's search timer: one FiniteSearch batch of them all, as
     ``seeded`` runs its batches (nan where one did not finish)."""
+    import helion
+
     from pytest_helion_tune import monitor
     from pytest_helion_tune.strategies import SearchOutcome
     from pytest_helion_tune.strategies.seeded import SeededSearch, _canonical_id
 
     problem = prep.problem(interpreter, log)
     SeededSearch()._finite(problem, configs, log, SearchOutcome(config={}), 0.0)
-    import helion
 
     def ids(config: Any) -> set[str]:
         """A config's canonical id as given and once more normalized: Helion adds fields when it
@@ -132,7 +133,8 @@ def worker_times(prep: Any, configs: list[Any], log: Path, interpreter: bool) ->
         (ms, ids(helion.Config(**monitor.config_from_repr(text))))
         for ms, text in monitor.finished([log.with_suffix(".csv")])
     ]  # fastest first: a config's fastest row wins
-    return [next((ms for ms, got in rows if got & ids(c)), float("nan")) for c in configs]
+    wanted = [ids(c) for c in configs]
+    return [next((ms for ms, got in rows if got & want), float("nan")) for want in wanted]
 
 
 def measure(
