@@ -1016,7 +1016,9 @@ def test_a_climb_step_is_sized_by_the_budget_left(tmp_path: Path) -> None:
     second, as the probe), not the 20 the default config has."""
     problem = add_problem(None, (), timer=BlockTimer(128), budget_s=100.0)
     current = problem.bound.config_spec.default_config()
-    assert len(seeded.pattern_neighbours(problem.bound, current, problem.bound.settings)) > 10
+    assert (
+        len(seeded.pattern_neighbours(problem.bound, current, problem.bound.settings, False)) > 10
+    )
     search = seeded.SeededSearch("seeded-climb", refine="climb")
     sent: list[int] = []
     finite = search._finite
@@ -1049,7 +1051,7 @@ def test_warp_pairs_pair_each_block_size_with_the_warp_count() -> None:
             and c.config["block_sizes"] != default.config["block_sizes"]
         ]
 
-    single = seeded.pattern_neighbours(bound, default, settings)
+    single = seeded.pattern_neighbours(bound, default, settings, warp_pairs=False)
     paired = seeded.pattern_neighbours(bound, default, settings, warp_pairs=True)
     assert both_changed(single) == []
     added = both_changed(paired)

@@ -273,7 +273,7 @@ def _generation(bound: Any, settings: Any) -> Any:
     )
 
 
-def pattern_neighbours(bound: Any, base: Any, settings: Any, warp_pairs: bool = False) -> list[Any]:
+def pattern_neighbours(bound: Any, base: Any, settings: Any, warp_pairs: bool) -> list[Any]:
     """Configs one step from ``base``: each field to a neighbouring value, block sizes in pairs
     (tile sizes and reduction loops, both Helion block-size fields); with ``warp_pairs`` also
     each block size paired with the warp count, the work one program does against the threads
