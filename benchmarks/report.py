@@ -38,6 +38,7 @@ COLORS = {
     "seeded-pairs": "#aec7e8",
     "seeded-paths3": "#9edae5",
     "seeded-recheck": "#c5b0d5",
+    "seeded-extend": "#98df8a",
     "lfbo": "#d62728",
     "lfbo-full": "#9467bd",
     "pattern": "#2ca02c",

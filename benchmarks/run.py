@@ -123,6 +123,13 @@ STRATEGIES: dict[str, StrategySpec] = {
             90,
             "seeded, its LFBO re-checking every claimed new best: the A/B at 6d23325 before seeded took it",
         ),
+        StrategySpec(
+            "seeded-extend",
+            "seeded-extend",
+            "quick",
+            90,
+            "seeded, its combine batch also taking the probe's improving changes one step further",
+        ),
         StrategySpec("lfbo", "lfbo", "quick", 230, "Helion's LFBOTreeSearch, effort quick"),
         StrategySpec("pattern", "pattern", "quick", 190, "Helion's PatternSearch, effort quick"),
         StrategySpec("random", "random", "quick", 150, "Helion's RandomSearch, effort quick"),
@@ -569,8 +576,8 @@ def run_strategy(
     from pytest_helion_tune.strategies import SearchOutcome
     from pytest_helion_tune.strategies.seeded import SeededSearch
 
-    # Variants of seeded measured beside it here (rule 3 forced, the warp pairs, LFBO's paths), not offered to
-    # plugin users.
+    # Variants of seeded measured beside it here (rule 3 forced, the warp pairs, LFBO's paths, the
+    # pattern moves), not offered to plugin users.
     for refine in ("climb", "lfbo"):
         strategies.register(
             f"seeded-{refine}",
@@ -579,6 +586,7 @@ def run_strategy(
     strategies.register("seeded-pairs", lambda: SeededSearch("seeded-pairs", warp_pairs=True))
     strategies.register("seeded-paths3", lambda: SeededSearch("seeded-paths3", very_steep_paths=3))
     strategies.register("seeded-recheck", lambda: SeededSearch("seeded-recheck", recheck=1.0))
+    strategies.register("seeded-extend", lambda: SeededSearch("seeded-extend", extend=True))
 
     seeds = warm_seeds(bench.results, case) if spec.warm else []
     if spec.warm and not seeds:

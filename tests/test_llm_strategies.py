@@ -1184,6 +1184,60 @@ def test_combined_changes_join_changes_to_two_entries_of_one_list() -> None:
     assert joined.config["load_eviction_policies"] == ["last", "first"]
 
 
+def test_extended_changes_take_integer_fields_one_step_further() -> None:
+    """A pattern move: each improving change goes one step further in its integer fields, in the
+    direction it moved (block 32 -> 64 -> 128, 4 -> 8 -> 16 warps, 4 -> 2 -> 1 warps), other
+    fields it changed kept; a change of no integer field, or at the field's bound, gives nothing."""
+    bound = add.bind((torch.randn(256), torch.randn(256)))
+    start = bound.config_spec.default_config()
+    assert (start.config["block_sizes"], start.config["num_warps"]) == ([32], 4)
+    eviction = {"load_eviction_policies": ["last", ""]}
+    timed = [
+        (1.0, helion.Config(**{**start.config, "num_warps": 8})),
+        (2.0, helion.Config(**{**start.config, "block_sizes": [64], **eviction})),
+        (2.2, helion.Config(**{**start.config, "load_eviction_policies": ["", "first"]})),
+        (3.0, start),
+        (4.0, helion.Config(**{**start.config, "num_stages": 2})),  # slower: not a gain
+    ]
+    moved = [c.config for c in seeded.extended_changes(bound, start, timed, cap=4)]
+    assert [(c["num_warps"], c["block_sizes"], c["load_eviction_policies"]) for c in moved] == [
+        (16, [32], ["", ""]),
+        (4, [128], ["last", ""]),
+    ]
+    assert len(seeded.extended_changes(bound, start, timed, cap=1)) == 1
+    down = [(1.0, helion.Config(**{**start.config, "num_warps": 2})), (3.0, start)]
+    (fewer,) = seeded.extended_changes(bound, start, down, cap=4)
+    assert fewer.config["num_warps"] == 1
+    at_bound = [(1.0, helion.Config(**{**start.config, "num_warps": 1})), (3.0, start)]
+    assert seeded.extended_changes(bound, start, at_bound, cap=4) == []
+    assert seeded.extended_changes(bound, start, timed[:1], cap=4) == []  # start not timed
+
+
+@pytest.mark.parametrize("extend", [True, False])
+def test_seeded_extend_reaches_an_optimum_two_steps_away(
+    tmp_path: Path, whole_probe: None, extend: bool
+) -> None:
+    """``extend``: the optimum is 16 warps, two steps from the default's 4; the probe finds 8
+    faster, and the combine batch, which holds no join here (one improving change), takes it to
+    16, the optimum, before any refinement. Without ``extend`` no combine batch runs."""
+    problem = add_problem(
+        None, (), timer=BlockWarpsTimer(32, 16), log_path=str(tmp_path / "logs" / "add")
+    )
+    outcome = seeded.SeededSearch(extend=extend).search(problem)
+
+    assert_runs(problem, outcome)
+    combine = tmp_path / "logs" / "add-combine.csv"
+    if not extend:
+        assert not combine.exists()
+        assert not any("joining" in n for n in outcome.notes), outcome.notes
+        return
+    assert any("(1 joining or extending its improving changes)" in n for n in outcome.notes)
+    (moved,) = {r["config"] for r in read_rows(combine)}
+    assert "block_sizes=[32]" in moved and "num_warps=16" in moved
+    assert {float(r["perf_ms"]) for r in read_rows(combine)} == {1.0}
+    assert (outcome.config["block_sizes"], outcome.config["num_warps"]) == ([32], 16)
+
+
 def read_rows(path: Path) -> list[dict[str, str]]:
     with path.open(newline="") as handle:
         return [r for r in csv.DictReader(handle) if r["status"] != "started"]

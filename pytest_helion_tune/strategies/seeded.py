@@ -24,7 +24,10 @@ Rules (stated, not tuned per kernel):
    to ``COMBINE_MAX`` configs, and benchmarked as one more batch. A probe measures each change alone;
    gains that add up (an eviction policy on one load, a longer reduction loop) are then found
    without waiting for the refinement. Skipped when less than ``BUDGET_LEFT_TO_GO_ON_S`` of the
-   budget is left.
+   budget is left. With ``extend`` (off; ``seeded-extend`` in ``benchmarks/run.py``, not yet
+   measured on a GPU) the batch also holds each of the best ``COMBINE_MAX`` changes taken one
+   step further in its integer fields (a pattern move): matmul 2047x2049x1023's probe found
+   4 -> 8 warps 45% faster, and configs with 32 warps time faster still in LFBO's logs.
 2. Early stop: the default, the start and the best three that finished are re-timed interleaved
    on the common timer. Unless the best beats the start by at least ``GAIN_TO_CONTINUE`` (1.5%,
    above the re-timing noise), the search stops here and returns the start (warm: the faster
@@ -329,6 +332,42 @@ def _overlap(a: Change, b: Change) -> bool:
     return any(i == k and (j is None or m is None or j == m) for i, j in a for k, m in b)
 
 
+def _improving_changes(
+    gen: Any, start: Any, timed: Sequence[tuple[float, Any]]
+) -> tuple[list[Any], list[Change]]:
+    """``start`` flattened, and the changes of the configs in ``timed`` that beat it, fastest
+    first; a change touching what a faster one already changed is left out. Empty when
+    ``start`` is not in ``timed``."""
+    start_ms = next((ms for ms, c in timed if _canonical_id(c) == _canonical_id(start)), None)
+    base = gen.flatten(start)
+    changes: list[Change] = []
+    if start_ms is None:
+        return base, changes
+    for ms, config in sorted(timed, key=lambda item: item[0]):
+        if ms >= start_ms:
+            break
+        with contextlib.suppress(Exception):
+            change = _change(gen.flatten(config), base)
+            if change and not any(_overlap(change, c) for c in changes):
+                changes.append(change)
+    return base, changes
+
+
+def _applied(gen: Any, base: Sequence[Any], changes: Sequence[Change]) -> Any | None:
+    """``base`` with ``changes`` applied, as a config; None for an illegal combination."""
+    flat = [list(v) if isinstance(v, list) else v for v in base]
+    for change in changes:
+        for (i, j), value in change.items():
+            if j is None:
+                flat[i] = value
+            else:
+                flat[i][j] = value
+    try:
+        return gen.unflatten(flat)
+    except Exception:  # an illegal combination is simply not tried
+        return None
+
+
 def combined_changes(
     bound: Any, start: Any, timed: Sequence[tuple[float, Any]], cap: int
 ) -> list[Any]:
@@ -338,32 +377,43 @@ def combined_changes(
     difference from the start is one change; a change touching what an earlier (faster) one
     already changed is left out. Returns the start with the best 2, 3, ... changes applied, at
     most ``cap`` configs (none with fewer than two changes)."""
-    start_ms = next((ms for ms, c in timed if _canonical_id(c) == _canonical_id(start)), None)
-    if start_ms is None:
-        return []
     gen = _generation(bound, bound.settings)
-    base = gen.flatten(start)
-    changes: list[Change] = []
-    for ms, config in sorted(timed, key=lambda item: item[0]):
-        if ms >= start_ms:
-            break
-        with contextlib.suppress(Exception):
-            change = _change(gen.flatten(config), base)
-            if change and not any(_overlap(change, c) for c in changes):
-                changes.append(change)
+    base, changes = _improving_changes(gen, start, timed)
     out: list[Any] = []
     for count in range(2, len(changes) + 1):
         if len(out) >= cap:
             break
-        flat = [list(v) if isinstance(v, list) else v for v in base]
-        for change in changes[:count]:
-            for (i, j), value in change.items():
-                if j is None:
-                    flat[i] = value
-                else:
-                    flat[i][j] = value
-        with contextlib.suppress(Exception):  # an illegal combination is simply not tried
-            out.append(gen.unflatten(flat))
+        config = _applied(gen, base, changes[:count])
+        if config is not None:
+            out.append(config)
+    return out
+
+
+def extended_changes(
+    bound: Any, start: Any, timed: Sequence[tuple[float, Any]], cap: int
+) -> list[Any]:
+    """Rule 1b's pattern moves (``extend``): each of the probe's ``cap`` fastest changes that beat
+    ``start`` (as ``combined_changes`` selects them) taken one step further in every integer field
+    it moved (a block size, a reduction loop, the warp or stage count), whatever else it changed
+    kept. A change with no such field, or none that can move further, gives nothing."""
+    from helion.autotuner.config_fragment import BaseIntegerFragment
+
+    gen = _generation(bound, bound.settings)
+    base, changes = _improving_changes(gen, start, timed)
+    out: list[Any] = []
+    for change in changes[:cap]:
+        further = dict(change)
+        for (i, j), value in change.items():
+            spec, was = gen.flat_spec[i], base[i]
+            if j is not None or not isinstance(spec, BaseIntegerFragment):
+                continue
+            beyond = [v for v in spec.pattern_neighbors(value) if (v - value) * (value - was) > 0]
+            if beyond:
+                further[(i, j)] = min(beyond, key=lambda v: abs(v - value))
+        if further != change:
+            config = _applied(gen, base, [further])
+            if config is not None:
+                out.append(config)
     return out
 
 
@@ -440,6 +490,7 @@ class SeededSearch:
         warp_pairs: bool = True,
         very_steep_paths: int = LFBO_PATHS,
         recheck: float | None = RECHECK,
+        extend: bool = False,
     ) -> None:
         if refine not in REFINEMENTS:
             raise ValueError(f"refine must be one of {', '.join(REFINEMENTS)}, not {refine!r}")
@@ -452,6 +503,8 @@ class SeededSearch:
         # it counts (Helion's ``autotune_rebenchmark_threshold``); None: Helion's effort default
         # (0.9 at ``quick``: only a member claiming a 10%+ lead is re-timed).
         self.recheck = recheck
+        # Rule 1b also takes the probe's improving changes one step further (``extended_changes``).
+        self.extend = extend
 
     def search(self, problem: SearchProblem) -> SearchOutcome:
         start = time.perf_counter()
@@ -512,7 +565,8 @@ class SeededSearch:
                 (i for i, c in enumerate(contenders) if _canonical_id(c) == start_id), 0
             )
             gain_on_start = times[at_start] / times[best] - 1 if times[best] > 0 else 0.0
-            joining = f" ({len(joined)} joining its improving changes)" if joined else ""
+            verb = "joining or extending" if self.extend else "joining"
+            joining = f" ({len(joined)} {verb} its improving changes)" if joined else ""
             notes.append(
                 f"probe: {len(known)} configs{joining}, best {gain * 100:+.1f}% vs {baseline} "
                 "on the common timer"
@@ -639,6 +693,8 @@ class SeededSearch:
         timed = [] if spent else _timed([probe_log])
         cap = int(trim.get("combine", COMBINE_MAX))
         joined = combined_changes(problem.bound, start_config, timed, cap)
+        if self.extend:
+            joined += extended_changes(problem.bound, start_config, timed, cap)
         joined = [c for c in _unique(joined) if _canonical_id(c) not in known]
         if joined:  # rule 1b
             logs.append(base.with_name(base.name + "-combine"))
