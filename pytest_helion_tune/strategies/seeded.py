@@ -393,9 +393,10 @@ def extended_changes(
     bound: Any, start: Any, timed: Sequence[tuple[float, Any]], cap: int
 ) -> list[Any]:
     """Rule 1b's pattern moves (``extend``): each of the probe's ``cap`` fastest changes that beat
-    ``start`` (as ``combined_changes`` selects them) taken one step further in every integer field
-    it moved (a block size, a reduction loop, the warp or stage count), whatever else it changed
-    kept. A change with no such field, or none that can move further, gives nothing."""
+    ``start`` (as ``combined_changes`` selects them) taken one step further in every scalar
+    integer field it moved (a block size, a reduction loop, the warp or stage count; not the
+    per-loop lists), whatever else it changed kept. A change with no such field, or none that
+    can move further, gives nothing."""
     from helion.autotuner.config_fragment import BaseIntegerFragment
 
     gen = _generation(bound, bound.settings)
