@@ -751,6 +751,48 @@ def test_stop_gate_replays_the_early_stop_with_helions_timer(
     assert stop_gate.main([str(tmp_path / "empty")]) == 1
 
 
+def test_stop_statistics_replays_the_early_stop_lead_under_other_statistics(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Hand-written early-stop re-timings: the start's rounds drift (1.00, 1.10, 1.20 ms) and a
+    candidate's with them, 0.9% ahead by the medians (rule 2 stops) and 1.5% ahead by the
+    minimum and by the per-round ratio (both would go on); a warm record measures from its
+    ``start:`` seed, not the default; a record in a subdirectory (an earlier round) counts."""
+    from benchmarks import stop_statistics
+
+    def record(path: Path, labels: list[str], samples: list[list[float]], notes: list[str]) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        retiming = {"stage": "early-stop", "labels": labels, "samples_ms": samples}
+        path.write_text(json.dumps({"notes": notes, "retimings": [retiming]}))
+
+    stopped = ["stopped after the probe: the default is not beaten beyond noise"]
+    drift = [[1.00, 1.10, 1.20], [0.985, 1.09, 1.17]]
+    record(tmp_path / "a__seeded.json", ["default:d", "candidate:c"], drift, stopped)
+    warm = [[0.8] * 3, [1.0] * 3, [0.9] * 3]  # default, start (a seed), the probe's best
+    went_on = ["refined: 6 finalists re-timed, best +12.5% vs default"]
+    record(
+        tmp_path / "r1" / "b__seeded-warm.json",
+        ["default:d", "start:s", "candidate:c"],
+        warm,
+        went_on,
+    )
+
+    rows = {r["case"]: r for r in stop_statistics.rows(tmp_path)}
+    assert rows["a"]["leads"]["median"] == pytest.approx(1.10 / 1.09 - 1)
+    assert rows["a"]["leads"]["minimum"] == pytest.approx(1.00 / 0.985 - 1)
+    assert rows["a"]["leads"]["paired"] == pytest.approx(1.00 / 0.985 - 1)
+    assert rows["a"]["stopped"] and rows["a"]["final"] is None
+    assert rows["b"]["leads"]["median"] == pytest.approx(1.0 / 0.8 - 1)  # the start's lead
+    assert rows["b"]["file"] == "r1/b__seeded-warm.json" and rows["b"]["final"] == 12.5
+    assert stop_statistics.main([str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "| a | seeded | a__seeded.json | +0.9% | **+1.5%** | **+1.5%** | yes | - |" in out
+    assert "- minimum: 1 of 2 searches on the other side of 1.5%" in out
+    assert stop_statistics.main([str(tmp_path), "--threshold", "0.008"]) == 0  # all go on
+    assert "- paired: 0 of 2 searches" in capsys.readouterr().out
+    assert stop_statistics.main([str(tmp_path / "empty")]) == 1
+
+
 def test_merge_results_takes_from_each_archive_only_what_its_run_changed(tmp_path: Path) -> None:
     """Two archives from one GPU session: the second machine copy still had the committed
     ``a.json``, which the first archive changed; the merge keeps the first archive's."""
