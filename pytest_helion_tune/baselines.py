@@ -173,10 +173,14 @@ class BaselineStore(jsonstore.KernelFiles[BaselineEntry]):
     ) -> BaselineEntry | None:
         """The baseline of ``case`` at ``specialization`` on ``device`` (a DeviceInfo label)."""
         wanted = (case, specialization, device)
+        found = None
         for entry in self.entries(kernel, fresh=fresh):
-            if entry.identity == wanted:
-                return entry
-        return None
+            # Two for one case come from both sides of a resolved merge conflict: the newer wins.
+            if entry.identity == wanted and (
+                found is None or entry.recorded_at >= found.recorded_at
+            ):
+                found = entry
+        return found
 
     def put(self, kernel: str, entry: BaselineEntry) -> None:
         """Adds or replaces the entry with the same case, shape and device; keeps every other entry."""

@@ -794,6 +794,8 @@ def cmd_export(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                 continue
             chosen.append(entry)
     code = _report_problems(snapshot, kernels, err)
+    if ns.write and ns.out is None:
+        raise CliError("--write writes the files of --out DIR: give --out (and --format json)")
     if ns.out is not None and ns.format != "json":
         raise CliError("--out writes Helion-loadable JSON files: use it with --format json")
     if ns.format == "decorator":

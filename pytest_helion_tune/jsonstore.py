@@ -26,6 +26,7 @@ LOCK_TIMEOUT_ENV = "HELION_TUNE_LOCK_TIMEOUT"  # seconds; overrides LOCK_TIMEOUT
 # A line that git writes around a conflict (diff3 style included).
 _CONFLICT = re.compile(r"^(?:<{7}|={7}|>{7}|\|{7})(?: .*)?\r?$", re.MULTILINE)
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]")
+_SCHEMA_FIELD = re.compile(r'"schema"\s*:\s*(\d{1,9})\b')
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _IGNORE = (
     "# written by pytest-helion-tune: lock and temporary files are never committed\n*.lock\n*.tmp\n"
@@ -106,8 +107,24 @@ def _loads(text: str) -> Any:
 def parse(text: str, path: Path) -> Document:
     """Parses one store document; raises ``DamagedFileError`` naming the file.
 
-    A newer schema raises ``StoreError`` (the file must be left alone); an older one is migrated.
+    A newer schema raises ``StoreError`` (the file must be left alone), also where the file is
+    damaged as well (salvaging it would write it back under this schema); an older one is
+    migrated.
     """
+    try:
+        return _parse(text, path)
+    except DamagedFileError:
+        declared = max((int(n) for n in _SCHEMA_FIELD.findall(text)), default=SCHEMA)
+        if declared > SCHEMA:
+            raise StoreError(
+                f"{path}: damaged, and it declares schema {declared}, newer than this "
+                f"pytest-helion-tune understands ({SCHEMA}); upgrade the plugin. The file was "
+                "left untouched."
+            ) from None
+        raise
+
+
+def _parse(text: str, path: Path) -> Document:
     if _CONFLICT.search(text):
         raise DamagedFileError(f"{path}: contains merge-conflict markers; resolve the conflict")
     try:

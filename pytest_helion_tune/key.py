@@ -102,14 +102,37 @@ def _describe(value: Any, static: bool) -> str:
         if static and not value.is_contiguous():
             text += "@(" + ",".join(str(s) for s in value.stride()) + ")"
         return text
-    if isinstance(value, bool | int | float | str) or value is None:
+    if isinstance(value, bool | int | float):
+        # Helion keys numbers by type only (its ``_number_key``): one config serves every value.
+        return type(value).__name__
+    if isinstance(value, str) or value is None:
         return repr(value)
+    if type(value).__name__ == "ConstExpr":  # hl.constexpr (a NamedTuple): keyed by its value
+        return f"constexpr({getattr(value, 'value', None)!r})"
+    if isinstance(value, tuple) and hasattr(value, "_fields"):  # a namedtuple: by its fields
+        return _mapping(type(value).__name__, value._asdict(), static)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+        return _mapping(type(value).__name__, fields, static)
+    if isinstance(value, dict):
+        return _mapping("", value, static)
     if isinstance(value, list | tuple):
         inner = ",".join(_describe(v, static) for v in value)
         return f"[{inner}]" if isinstance(value, list) else f"({inner})"
     if isinstance(value, torch.dtype):
         return str(value).removeprefix("torch.")
+    if isinstance(value, torch.device):
+        return str(value)
     return type(value).__name__
+
+
+def _mapping(name: str, items: Mapping[Any, Any], static: bool) -> str:
+    """``name{k=..,..}``, keys sorted, each value described as an argument is (Helion keys a
+    dict, a namedtuple and a dataclass by their items)."""
+    inner = ",".join(
+        f"{k}={_describe(items[k], static)}" for k in sorted(items, key=lambda k: str(k))
+    )
+    return f"{name}{{{inner}}}"
 
 
 def specialization(kernel: Any, args: Sequence[Any]) -> str:

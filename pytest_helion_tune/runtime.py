@@ -196,7 +196,10 @@ class CommittedConfigs:
             except ValueError as exc:
                 log.warning("%s: entry %d skipped (%s)", path, index, exc)
                 continue
-            entries[entry.key] = entry
+            # Two entries for one key come from both sides of a resolved merge conflict: the
+            # one tuned last wins, as in pytest (``ConfigStore.lookup``).
+            if entry.key not in entries or entry.tuned_at >= entries[entry.key].tuned_at:
+                entries[entry.key] = entry
         return _KernelFile(path, True, entries)
 
     def match(self, kernel: Any, args: Sequence[object]) -> tuple[keys.CaseKey, ConfigEntry | None]:
@@ -396,10 +399,13 @@ def _arg_variants(kernel: Any, args: Sequence[object]) -> list[tuple[object, ...
 
 
 def _same_value(value: object, default: object) -> bool:
+    """Whether ``value`` keys as the parameter's ``default`` does: a number of the same type
+    (Helion keys numbers by type), an equal string, or the default itself."""
     if value is default:
         return True
-    scalar = (bool, int, float, str)
-    return type(value) is type(default) and isinstance(value, scalar) and value == default
+    if type(value) is not type(default):
+        return False
+    return isinstance(value, bool | int | float) or (isinstance(value, str) and value == default)
 
 
 def _toolchain_text(toolchain: dict[str, str]) -> str:

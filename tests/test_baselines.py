@@ -154,6 +154,27 @@ def test_merge_conflict_markers_count_as_damage(tmp_path: Path) -> None:
     assert list(path.parent.glob("*.damaged-*"))
 
 
+def test_after_a_conflict_the_newer_of_two_baselines_for_one_case_is_read(tmp_path: Path) -> None:
+    """Both sides of a conflict are recovered; the gate judges against the newer, wherever it
+    stands in the file (here the branch's side, second)."""
+    store = BaselineStore(tmp_path)
+    store.put(KERNEL, entry(ratio=0.5, recorded_at="2026-11-01T00:00:00Z"))
+    path = store.path_for(KERNEL)
+    ours = path.read_text()
+    theirs = jsonstore.dumps(
+        {
+            "schema": jsonstore.SCHEMA,
+            "kernel": KERNEL,
+            "entries": [entry(ratio=0.8, recorded_at="2026-11-25T00:00:00Z").to_json()],
+        }
+    )
+    path.write_text(f"<<<<<<< HEAD\n{ours}=======\n{theirs}>>>>>>> branch\n")
+    fresh = BaselineStore(tmp_path)
+    assert len(fresh.entries(KERNEL)) == 2
+    found = fresh.get(KERNEL, entry().nodeid, entry().specialization, H100)
+    assert found is not None and found.ratio == 0.8
+
+
 def test_a_newer_schema_is_left_alone(tmp_path: Path) -> None:
     store = BaselineStore(tmp_path)
     path = store.path_for(KERNEL)

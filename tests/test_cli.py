@@ -454,6 +454,10 @@ def test_usage_errors(tmp_path: Path) -> None:
     assert no_store.stderr.strip() == "error: absent: no such cache directory"
     wrong = cli("export", "--out", "x", "--cache-dir", str(v1(tmp_path / "s")), cwd=tmp_path)
     assert "use it with --format json" in wrong.stderr
+    store = str(v1(tmp_path / "s2"))
+    no_out = cli("export", "--format", "json", "--write", "--cache-dir", store, cwd=tmp_path)
+    assert no_out.returncode == 1 and "--write writes the files of --out DIR" in no_out.stderr
+    assert no_out.stdout == ""
 
 
 def test_check_source_never_imports_modules_outside_the_project(tmp_path: Path) -> None:

@@ -557,6 +557,25 @@ def test_recovered_entries_come_back_from_both_sides_of_a_conflict(tmp_path: Pat
     assert sorted(set(specs)) == ["x=1", "x=2", "x=3"]
 
 
+def test_after_a_conflict_production_reads_the_entry_pytest_uses(tmp_path: Path) -> None:
+    """The HEAD side (first in the recovered file) holds the newer entry: ``use_configs``'s
+    reader takes the one tuned last, as pytest's lookup does, not the last in the file."""
+    from pytest_helion_tune.runtime import CommittedConfigs
+
+    store = ConfigStore(tmp_path)
+    store.put(entry("x=1", {"block_sizes": [8]}, tuned_at="2026-11-25T00:00:00Z"))
+    path = store.path_for("m.k")
+    ours = path.read_text()
+    theirs = ours.replace('"block_sizes": [8]', '"block_sizes": [4]').replace(
+        "2026-11-25", "2026-11-01"
+    )
+    path.write_text(f"<<<<<<< HEAD\n{ours}=======\n{theirs}>>>>>>> branch\n")
+    key = entry("x=1").key
+    assert ConfigStore(tmp_path).lookup(key).exact.config == {"block_sizes": [8]}
+    assert len(json.loads(path.read_text())["entries"]) == 2  # both sides written back
+    assert CommittedConfigs(tmp_path)._file("m.k").entries[key].config == {"block_sizes": [8]}
+
+
 def test_a_newer_schema_is_never_written(tmp_path: Path) -> None:
     store = ConfigStore(tmp_path)
     path = store.path_for("m.k")
@@ -565,6 +584,23 @@ def test_a_newer_schema_is_never_written(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match=r"m\.k\.json: schema 2 is newer.*left untouched"):
         store.put(entry("x=1"))
     assert path.read_text() == '{"schema": 2, "entries": [], "future": true}'
+
+
+@pytest.mark.parametrize("damage", ["conflict", "truncated"])
+def test_a_damaged_file_of_a_newer_schema_is_never_salvaged(tmp_path: Path, damage: str) -> None:
+    """Salvaging would write its entries back under this schema: it is left as it is."""
+    store = ConfigStore(tmp_path)
+    path = store.path_for("m.k")
+    path.parent.mkdir(parents=True)
+    text = '{"schema": 2, "entries": [{"future": 1}], "future": true}'
+    text = (
+        f"<<<<<<< HEAD\n{text}\n=======\n{text}\n>>>>>>> b\n" if damage == "conflict" else text[:-9]
+    )
+    path.write_text(text)
+    with pytest.raises(StoreError, match=r"m\.k\.json: damaged, and it declares schema 2"):
+        store.put(entry("x=1"))
+    assert path.read_text() == text
+    assert not list(path.parent.glob("*.damaged-*"))  # not moved aside either
 
 
 def test_a_damaged_file_that_cannot_be_moved_is_left_and_still_read(

@@ -62,7 +62,31 @@ def test_trailing_default_arguments_match_an_entry_keyed_without_them(tmp_path: 
     _put(tmp_path, scale, (x,), {"block_sizes": [4]})  # @tune_case inputs gave only x
     # Helion hands the autotuner its arguments with defaults applied.
     assert CommittedConfigs(tmp_path).match(scale, (x, 2.0))[1] is not None
-    assert CommittedConfigs(tmp_path).match(scale, (x, 3.0))[1] is None
+    # Helion keys a number by its type: another value of it is the same specialization.
+    assert CommittedConfigs(tmp_path).match(scale, (x, 3.0))[1] is not None
+    assert CommittedConfigs(tmp_path).match(scale, (x, 3))[1] is None  # an int: another one
+
+
+@dataclasses.dataclass
+class _Params:
+    x: torch.Tensor
+    n: int
+
+
+def test_a_dict_or_dataclass_argument_keys_by_the_tensors_inside_it(tmp_path: Path) -> None:
+    """Helion specializes on the items of a dict, a namedtuple or a dataclass (its
+    ``_mapping_key``): a config tuned for one shape inside them is not another shape's."""
+
+    def describe(*args: Any) -> str:
+        return keys.specialization(scale, args)
+
+    assert describe({"x": torch.ones(4096, 8)}) != describe({"x": torch.ones(16, 8)})
+    assert describe({"b": 1, "a": torch.ones(2)}) == "x={a=float32[2],b=int}"
+    assert describe(_Params(torch.ones(3, 2), 4)) == "x=_Params{n=int,x=float32[3,2]}"
+    _put(tmp_path, scale, ({"x": torch.ones(4096, 8)},), {"block_sizes": [1024]})
+    store = CommittedConfigs(tmp_path)
+    assert store.match(scale, ({"x": torch.ones(16, 8)},))[1] is None
+    assert store.match(scale, ({"x": torch.ones(4096, 8)},))[1] is not None
 
 
 def test_strict_message_names_kernel_key_and_closest_entries(tmp_path: Path) -> None:
