@@ -110,7 +110,7 @@ def _describe(value: Any, static: bool) -> str:
     if type(value).__name__ == "ConstExpr":  # hl.constexpr (a NamedTuple): keyed by its value
         return f"constexpr({getattr(value, 'value', None)!r})"
     if isinstance(value, tuple) and hasattr(value, "_fields"):  # a namedtuple: by its fields
-        return _mapping(type(value).__name__, value._asdict(), static)
+        return _mapping(type(value).__name__, dict(zip(value._fields, value, strict=True)), static)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
         return _mapping(type(value).__name__, fields, static)
