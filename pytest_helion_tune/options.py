@@ -6,6 +6,7 @@ Bad values raise ``OptionError`` naming the option; nothing here imports torch o
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -212,7 +213,7 @@ def parse_options(config: pytest.Config, known_strategies: set[str]) -> Options:
     budget: float | None = DEFAULT_BUDGET_S
     if budget_raw is not None:
         budget = float(_number("helion-budget", budget_raw, float))
-        if budget < 0:
+        if not math.isfinite(budget) or budget < 0:
             raise OptionError(
                 f"--helion-budget={budget_raw}: must be 0 (no cap) or a positive number of seconds"
             )

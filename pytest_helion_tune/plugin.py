@@ -233,15 +233,20 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     return lines
 
 
+def _notes(session: TuneSession) -> list[str]:
+    """What the config and baseline stores noted (damaged files, skipped entries), once each."""
+    return [
+        *session.store.notes,
+        *(n for n in session.baselines.notes if n not in session.store.notes),
+    ]
+
+
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     session = config.stash.get(SESSION_KEY, None)
     if session is None:
         return
     results: list[CaseResult] = session.results
-    notes = [
-        *session.store.notes,
-        *(n for n in session.baselines.notes if n not in session.store.notes),
-    ]
+    notes = _notes(session)
     if not results and not notes:
         return
     terminalreporter.section("helion-tune")
@@ -257,7 +262,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return
     workeroutput = getattr(session.config, "workeroutput", None)
     if workeroutput is not None:
-        workeroutput["helion_tune_notes"] = list(tune.store.notes)
+        workeroutput["helion_tune_notes"] = _notes(tune)  # the baselines' too
         return  # the controller writes the reports
     if tune.options.report is not None:
         write_json(tune.options.report, tune.results, _header(tune))

@@ -586,6 +586,20 @@ def test_a_newer_schema_is_never_written(tmp_path: Path) -> None:
     assert path.read_text() == '{"schema": 2, "entries": [], "future": true}'
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]])
+def test_a_damaged_baseline_file_is_noted_with_and_without_xdist(
+    project: Project, workers: list[str]
+) -> None:
+    """A worker's baseline notes reach the controller's summary, as its config notes do."""
+    baselines = project.cache / "baselines"
+    baselines.mkdir(parents=True)
+    (baselines / "kernels.add.json").write_text('{"schema": 1, "entries": [')
+    result = run(project, *workers, "-k", "add")
+    assert result.parseoutcomes()["passed"] == 2  # xdist's controller counts no deselected
+    result.stdout.fnmatch_lines(["note: */baselines/kernels.add.json: not valid JSON (*)*"])
+
+
 @pytest.mark.parametrize("damage", ["conflict", "truncated"])
 def test_a_damaged_file_of_a_newer_schema_is_never_salvaged(tmp_path: Path, damage: str) -> None:
     """Salvaging would write its entries back under this schema: it is left as it is."""

@@ -250,6 +250,8 @@ def test_bad_case_definitions_fail_with_one_line_naming_the_test(project: Projec
             "*--helion-tune=nonsense: unknown strategy; choose one of*lfbo*",
         ),
         (["--helion-budget=-3"], "*--helion-budget=-3: must be 0 (no cap) or a positive number*"),
+        (["--helion-budget=inf"], "*--helion-budget=inf: must be 0 (no cap) or a positive number*"),
+        (["--helion-budget=nan"], "*--helion-budget=nan: must be 0 (no cap) or a positive number*"),
         (["--helion-budget=soon"], "*--helion-budget='soon': expected a number*"),
         (["--helion-effort=max"], "*--helion-effort=max: choose one of quick, full*"),
         (["--helion-perf-tolerance=-1"], "*--helion-perf-tolerance=-1*"),
