@@ -290,16 +290,17 @@ def lock_timeout() -> float:
 
 
 @contextlib.contextmanager
-def locked(path: Path) -> Iterator[None]:
+def locked(path: Path, *, wait: bool = False) -> Iterator[None]:
     """Holds ``<path>.lock`` (one writer per file across processes).
 
     The lock is ``fcntl.flock``: it dies with its holder, so a killed writer never blocks the
-    next one. A live holder makes the writer wait ``lock_timeout()`` seconds, then fail.
+    next one. A live holder makes the writer wait ``lock_timeout()`` seconds, then fail; with
+    ``wait`` as long as the holder lives (a claim held for a whole search).
     """
     import filelock
 
     _ensure_dir(path.parent)
-    timeout = lock_timeout()
+    timeout = -1.0 if wait else lock_timeout()
     lock = filelock.FileLock(str(path) + ".lock", timeout=timeout)
     try:
         lock.acquire()

@@ -366,7 +366,9 @@ class TuneSession:
         path = self.store.path_for(run.key.kernel).with_name(
             f"{safe_filename(run.key.kernel)}.{run.key.short}.claim"
         )
-        with locked(path):
+        # Held for the whole search: the others wait as long as it lives (a crashed holder's
+        # flock dies with it), not the store's lock timeout, which a long search outlasts.
+        with locked(path, wait=True):
             latest = self.store.lookup(run.key, fresh=True).exact
             if (
                 latest is not None

@@ -82,6 +82,42 @@ def test_results_of_every_worker_reach_the_controller(project: Project) -> None:
             assert start_b >= end_a - 1e-3, "two workers timed on one device at once"
 
 
+SLEEPY_CONFTEST = """
+import time
+
+from pytest_helion_tune import strategies
+from pytest_helion_tune.configs import as_dict
+from pytest_helion_tune.strategies import SearchOutcome
+
+
+class Sleepy:
+    name = "sleepy"
+    description = "sleeps 4 s, then returns the default config (a search longer than the lock timeout)"
+
+    def search(self, problem):
+        time.sleep(4)
+        config = as_dict(problem.bound.config_spec.default_config())
+        return SearchOutcome(config=config, configs_tested=1)
+
+
+strategies.register("sleepy", Sleepy)
+"""
+
+
+def test_a_worker_waits_on_a_claim_as_long_as_the_search_takes(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both workers run the same case (``--dist each``); one tunes for 4 s, longer than the
+    store's lock timeout of 1 s here, and the other waits for it and reads its entry."""
+    monkeypatch.setenv("HELION_TUNE_LOCK_TIMEOUT", "1")
+    project.pytester.makeconftest(SLEEPY_CONFTEST)
+    result = project.run(
+        "-n", "2", "--dist", "each", "--helion-tune=sleepy", "-k", "test_add and 64"
+    )
+    assert result.parseoutcomes()["passed"] == 2, result.stdout.str()
+    assert "claim.lock" not in result.stdout.str()
+
+
 CRASHING_CONFTEST = """
 import os
 
