@@ -6,6 +6,7 @@ Registered through the ``pytest11`` entry point; nothing imports this module.
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
@@ -87,13 +88,14 @@ def pytest_configure(config: pytest.Config) -> None:
     workerinput = getattr(config, "workerinput", {})
     worker = str(workerinput.get("workerid", ""))
     inflight = workerinput.get(INFLIGHT_INPUT)
+    created = None
     # (xdist registers its controller plugin after this hook, so ask its options instead)
     if not worker and getattr(config.option, "dist", "no") != "no":
         import tempfile
 
         # The xdist controller: workers leave a note here while tuning, so that a crash
         # can be pinned on the case that caused it.
-        inflight = tempfile.mkdtemp(prefix="pytest-helion-tune-inflight-")
+        inflight = created = tempfile.mkdtemp(prefix="pytest-helion-tune-inflight-")
     announcer = Announcer(
         terminal_writer(config, worker),
         quiet=config.get_verbosity() < 0,
@@ -115,7 +117,15 @@ def pytest_configure(config: pytest.Config) -> None:
     if options.strategy in strategies.USES_LLM:
         try:
             llm = session.llm_description()  # a misconfigured LLM is a usage error, said up front
-        except OptionError as exc:
+            if options.strategy == "llm" and llm.startswith("offline"):
+                from .strategies.llm import NO_LLM
+
+                raise pytest.UsageError(NO_LLM)  # every case would fail on it
+        except (OptionError, pytest.UsageError) as exc:
+            if created is not None:  # unconfigure never sees this session: remove it here
+                shutil.rmtree(created, ignore_errors=True)
+            if isinstance(exc, pytest.UsageError):
+                raise
             raise pytest.UsageError(f"--helion-tune={options.strategy}: {exc}") from None
         if options.strategy == "llm-seeded" and llm.startswith("offline"):
             llm = "offline (no LLM configured): llm-seeded runs as seeded"
@@ -278,7 +288,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     session = config.stash.get(SESSION_KEY, None)
-    if session is not None and session.inflight_dir is not None and not session.worker:
-        import shutil
-
+    if session is None:
+        return
+    session.close()
+    if session.inflight_dir is not None and not session.worker:
         shutil.rmtree(session.inflight_dir, ignore_errors=True)

@@ -140,6 +140,12 @@ class TuneSession:
         record = f"; recording to {self.options.llm_record}" if self.options.llm_record else ""
         return str(settings.describe()) + record
 
+    def close(self) -> None:
+        """Releases the LLM client's connections, where a case built one."""
+        close = getattr(self._llm_client, "close", None)
+        if callable(close):
+            close()
+
     def llm_client(self) -> Any:
         """Built once, at the first case that tunes with an LLM strategy."""
         if not self._llm_built:

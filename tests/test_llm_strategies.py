@@ -1091,6 +1091,48 @@ def test_log_path_starts_a_search_afresh_and_refuses_a_dotted_name(tmp_path: Pat
         pass
 
 
+def test_the_sessions_llm_client_is_closed_with_the_session(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The client a case built (an httpx pool) is closed when pytest unconfigures the session;
+    a session that built none closes nothing."""
+    from pytest_helion_tune.llm.client import HttpLLMClient
+    from pytest_helion_tune.options import Options
+    from pytest_helion_tune.session import TuneSession
+
+    monkeypatch.setenv("HELION_LLM_PROVIDER", "openai-chat")
+    monkeypatch.setenv("HELION_LLM_MODEL", "m")
+    monkeypatch.setenv("HELION_LLM_API_BASE", "http://127.0.0.1:9/v1")
+    session = TuneSession(Options("llm", cache_dir=tmp_path))
+    session.close()  # none built yet
+    client = session.llm_client()
+    assert isinstance(client, HttpLLMClient)
+    http = client._client()  # the pool a request would use
+    session.close()
+    assert http.is_closed and client._http is None
+
+
+def test_prepared_keeps_the_kernels_own_seed_configs() -> None:
+    """Every strategy's Helion search sees the kernel's ``autotune_seed_configs`` first, then the
+    problem's seeds (once each); the user's setting is restored after."""
+    from pytest_helion_tune.strategies.helion_env import prepared
+
+    problem = add_problem(None, ())
+    settings = problem.bound.settings
+    own, seed = helion.Config(block_sizes=[8]), helion.Config(block_sizes=[16])
+    settings.autotune_seed_configs = [own]
+    try:
+        with prepared(problem, [seed, own]) as inside:
+            assert inside.autotune_seed_configs == [own, seed]
+        with prepared(problem, []) as inside:
+            assert inside.autotune_seed_configs == [own]
+        assert settings.autotune_seed_configs == [own]
+    finally:
+        settings.autotune_seed_configs = None
+    with prepared(problem, []) as inside:
+        assert inside.autotune_seed_configs is None
+
+
 def test_seeded_refinement_must_be_known() -> None:
     with pytest.raises(ValueError, match="refine must be one of auto, lfbo, climb"):
         seeded.SeededSearch(refine="hill")

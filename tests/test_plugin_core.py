@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 from conftest import Project
@@ -265,6 +266,36 @@ def test_bad_options_are_usage_errors(project: Project, args: list[str], message
     result = project.run(*args, report=False)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([message])
+
+
+@pytest.mark.parametrize(
+    ("provider", "args", "message"),
+    [
+        (None, ["--helion-tune=llm"], "--helion-tune=llm needs an LLM: set HELION_LLM_PROVIDER*"),
+        ("bogus", ["--helion-tune"], "--helion-tune=llm-seeded: *bogus*"),
+    ],
+)
+def test_an_llm_strategy_without_a_usable_llm_stops_before_any_case(
+    project: Project,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    provider: str | None,
+    args: list[str],
+    message: str,
+) -> None:
+    """``llm`` with no LLM would fail every case: it is a usage error, as a misconfigured LLM
+    is. Under xdist the controller's in-flight directory is removed on the way out."""
+    for name in ("HELION_LLM_PROVIDER", "HELION_LLM_MODEL", "HELION_LLM_API_BASE"):
+        monkeypatch.delenv(name, raising=False)
+    if provider is not None:
+        monkeypatch.setenv("HELION_LLM_PROVIDER", provider)
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temp))
+    result = project.run("-n", "2", *args, report=False)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*{message}"])
+    assert not list(temp.glob("pytest-helion-tune-inflight-*"))
 
 
 def test_help_documents_every_option(pytester: pytest.Pytester) -> None:

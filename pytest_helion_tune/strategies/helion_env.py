@@ -89,6 +89,15 @@ def lowered_compile_timeout(current: int, seconds: float) -> int:
     return min(current, max(1, math.ceil(seconds)))
 
 
+def author_seeds(raw: Any) -> list[Any]:
+    """A kernel's own ``autotune_seed_configs`` (None, one config or a list) as a list."""
+    if raw is None:
+        return []
+    if isinstance(raw, list | tuple):
+        return list(raw)
+    return [raw]
+
+
 @contextlib.contextmanager
 def prepared(
     problem: SearchProblem, seed_configs: list[Any], compile_timeout_s: float | None = None
@@ -116,7 +125,9 @@ def prepared(
         settings.autotune_progress_bar = False
         # A candidate that raises is a failed candidate, not a failed session.
         settings.autotune_ignore_errors = True
-        settings.autotune_seed_configs = seed_configs or None
+        # The kernel's own ``autotune_seed_configs`` stay, ahead of this problem's seeds.
+        own = author_seeds(saved.get("autotune_seed_configs"))
+        settings.autotune_seed_configs = [*own, *(c for c in seed_configs if c not in own)] or None
         settings.autotune_log = problem.log_path
         if compile_timeout_s is not None:
             settings.autotune_compile_timeout = lowered_compile_timeout(

@@ -256,16 +256,6 @@ def guided_search_class() -> Any:
     return PluginLLMGuidedSearch
 
 
-def _author_seeds(settings: Any) -> list[Any]:
-    """The kernel's own ``autotune_seed_configs``, kept so Helion's prompt still shows them."""
-    raw = getattr(settings, "autotune_seed_configs", None)
-    if raw is None:
-        return []
-    if isinstance(raw, list | tuple):
-        return list(raw)
-    return [raw]
-
-
 class LLMGuided:
     """``llm``: rounds of LLM proposals, measured, with the results fed back (Helion's loop)."""
 
@@ -285,10 +275,10 @@ class LLMGuided:
             budget=LLMBudget(problem.llm, cap),
             seeds=[(seed.source, config) for seed, config in seeds],
         )
-        author = _author_seeds(problem.bound.settings)
         with log_path(problem) as base:
             local = dataclasses.replace(problem, log_path=str(base))
-            with prepared(local, author) as settings:
+            # ``prepared`` keeps the kernel's own seed configs, so Helion's prompt shows them.
+            with prepared(local, []) as settings:
                 kwargs = search_kwargs(cls, local, settings)
                 for name in _TRANSPORT_KWARGS:
                     kwargs.pop(name, None)
