@@ -115,23 +115,29 @@ def pytest_configure(config: pytest.Config) -> None:
         lambda result: config.hook.pytest_helion_tune_case_done(config=config, result=result)
     )
     if options.strategy in strategies.USES_LLM:
+        # A misconfigured LLM is a usage error, said up front; so is `llm` with none, which
+        # would fail every case. pytest_unconfigure never sees this session: the in-flight
+        # directory goes here.
         try:
-            llm = session.llm_description()  # a misconfigured LLM is a usage error, said up front
-            if options.strategy == "llm" and llm.startswith("offline"):
-                from .strategies.llm import NO_LLM
-
-                raise pytest.UsageError(NO_LLM)  # every case would fail on it
-        except (OptionError, pytest.UsageError) as exc:
-            if created is not None:  # unconfigure never sees this session: remove it here
-                shutil.rmtree(created, ignore_errors=True)
-            if isinstance(exc, pytest.UsageError):
-                raise
+            llm = session.llm_description()
+        except OptionError as exc:
+            _remove(created)
             raise pytest.UsageError(f"--helion-tune={options.strategy}: {exc}") from None
+        if options.strategy == "llm" and llm.startswith("offline"):
+            from .strategies.llm import NO_LLM
+
+            _remove(created)
+            raise pytest.UsageError(NO_LLM)
         if options.strategy == "llm-seeded" and llm.startswith("offline"):
             llm = "offline (no LLM configured): llm-seeded runs as seeded"
         session.llm_line = llm
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(_Collector(session), "helion-tune-collector")
+
+
+def _remove(directory: str | None) -> None:
+    if directory is not None:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def _session(config: pytest.Config) -> TuneSession:
