@@ -9,6 +9,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import datetime
+import hashlib
 import json
 import math
 import os
@@ -36,9 +37,14 @@ Document = dict[str, Any]
 
 
 def safe_filename(name: str) -> str:
-    """A file name for ``name`` that cannot leave its directory."""
+    """A file name for ``name`` that cannot leave its directory. A name with non-ASCII
+    characters or over 200 characters gets a hash of itself appended, so that two such names
+    (``softmax_`` and two Greek letters) never share a file; an ASCII name keeps its readable form."""
     cleaned = _SAFE.sub("_", name).strip(".") or "unnamed"
-    return cleaned[:200]
+    if name.isascii() and len(cleaned) <= 200:
+        return cleaned
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{cleaned[:180]}-{digest}"
 
 
 def _format(value: Any, indent: str) -> str:

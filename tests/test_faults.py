@@ -636,6 +636,28 @@ def test_a_damaged_file_that_cannot_be_moved_is_left_and_still_read(
     )
 
 
+def test_kernel_names_that_differ_only_in_non_ascii_characters_keep_their_own_files(
+    tmp_path: Path,
+) -> None:
+    """``ops.softmax_`` with a Greek alpha and with a beta clean to the same ASCII, as two names
+    over 200 characters cut to the same; each keeps its own store file and its entry. A plain
+    ASCII name keeps its readable file name."""
+    store = ConfigStore(tmp_path)
+    names = ["ops.softmax_\u03b1", "ops.softmax_\u03b2", "m" * 250 + "a", "m" * 250 + "b"]
+    for i, name in enumerate(names):
+        key = CaseKey(name, "abc", "x=1", "interpreter", (("torch", "2"),))
+        store.put(ConfigEntry(key=key, config={"block_sizes": [2**i]}))
+    assert len({store.path_for(n) for n in names}) == 4
+    fresh = ConfigStore(tmp_path)
+    for i, name in enumerate(names):
+        key = CaseKey(name, "abc", "x=1", "interpreter", (("torch", "2"),))
+        assert fresh.lookup(key).exact.config == {"block_sizes": [2**i]}
+    assert store.path_for("example_kernels.softmax.softmax").name == (
+        "example_kernels.softmax.softmax.json"
+    )
+    assert not fresh.notes
+
+
 def test_no_crafted_kernel_name_writes_outside_the_cache_dir(tmp_path: Path) -> None:
     root = tmp_path / "cache"
     store = ConfigStore(root)
