@@ -66,8 +66,9 @@ def _finished(data: bytes) -> tuple[str, dict[str, Any]] | None:
 
 def newest(current: bytes | None, new: bytes) -> bytes | None:
     """What an archive's file leaves in the folder: ``new``, unless both are result files and
-    ``current`` finished later (then None: keep it). A re-timing file (one with ``history``)
-    that replaces an older one gets that one and its history joined into its own."""
+    ``current`` finished later (then None: keep it). A re-timing file (one with
+    ``contenders``; its first on a machine has no ``history`` yet) that replaces an older one
+    gets that one and its history joined into its own."""
     if current is None:
         return new
     old, fresh = _finished(current), _finished(new)
@@ -75,13 +76,14 @@ def newest(current: bytes | None, new: bytes) -> bytes | None:
         return new
     if old[0] > fresh[0]:
         return None
-    if "history" not in fresh[1] or old[0] == fresh[0]:
+    if "contenders" not in fresh[1] or old[0] == fresh[0]:
         return new
     from benchmarks.run import RETIME_HISTORY, retime_snapshot
 
-    earlier = [*old[1].get("history", []), retime_snapshot(old[1]), *fresh[1]["history"]]
+    own = fresh[1].get("history", [])
+    earlier = [*old[1].get("history", []), retime_snapshot(old[1]), *own]
     joined = {str(h.get("finished_at")): h for h in earlier}
-    if len(joined) == len(fresh[1]["history"]):
+    if len(joined) == len(own):
         return new
     history = [joined[at] for at in sorted(joined)]
     merged = {**fresh[1], "history": history[-RETIME_HISTORY:]}

@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pytest_helion_tune.configs import config_id
+
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -113,7 +115,6 @@ def default_noise(contender: dict[str, Any]) -> float:
 def summarize(name: str, entry: dict[str, Any]) -> dict[str, Any]:
     """The numbers of one case the table and the targets use (None where not measured)."""
     retime = entry["retime"] or {}
-    by = dict(retime.get("by_strategy", {}))
     strategies = entry["strategies"]
     default_ms = retime.get("default_ms")
     contenders = retime.get("contenders", [])
@@ -125,16 +126,43 @@ def summarize(name: str, entry: dict[str, Any]) -> dict[str, Any]:
     best_ms = min(timed) if timed else None
     roof = (retime.get("roofline") or {}).get("roofline_ms")
 
+    # Every re-timing of the case, newest first, as config id -> ms. A strategy's figures come
+    # from the newest one that timed its current config (a result newer than the latest
+    # re-timing is not in it, and may be in none: then no latency, rather than a stale one's);
+    # a ratio of two strategies from the newest that timed both side by side.
+    latest = {
+        c["config_id"]: c["median_ms"]
+        for c in contenders
+        if "config_id" in c and "median_ms" in c and c.get("accurate", True)
+    }
+    snapshots = [latest, *(h.get("ms_by_config", {}) for h in reversed(retime.get("history", [])))]
+    ids: dict[str, str] = {
+        s: config_id(r["config"]) for s, r in strategies.items() if r.get("config") is not None
+    }
+    timed_default = next((c.get("config_id") for c in contenders if "default" in c["labels"]), None)
+    if "default" not in ids and timed_default is not None:
+        ids["default"] = str(timed_default)
+
+    def together(*names: str) -> list[list[float]]:
+        """The ms of ``names``' current configs in each re-timing that timed them all, newest
+        first."""
+        if any(n not in ids for n in names):
+            return []
+        wanted = [ids[n] for n in names]
+        return [
+            [float(snap[w]) for w in wanted] for snap in snapshots if all(w in snap for w in wanted)
+        ]
+
     def ms(strategy: str) -> float | None:
-        # A result newer than the re-timing is not in it: report no latency rather than a stale one.
-        record = strategies.get(strategy)
-        if record is None or strategy not in by:
-            return None
-        return float(by[strategy])
+        found = together(strategy)
+        return float(found[0][0]) if found else None
 
     def gain(strategy: str) -> float | None:
-        value = ms(strategy)
-        return default_ms / value - 1 if value and default_ms else None
+        found = together(strategy, "default")
+        return found[0][1] / found[0][0] - 1 if found and found[0][0] else None
+
+    def ratios(a: str, b: str) -> list[float]:
+        return [x / y for x, y in together(a, b) if y]
 
     out: dict[str, Any] = {
         "case": name,
@@ -164,32 +192,25 @@ def summarize(name: str, entry: dict[str, Any]) -> dict[str, Any]:
             "seed_sources": sorted({s["source"] for s in record.get("seeds", [])}),
         }
     seeded, lfbo = out["strategies"].get("seeded"), out["strategies"].get("lfbo")
-    if seeded and lfbo and seeded["ms"] and lfbo["ms"]:
-        out["seeded_vs_lfbo_ms"] = seeded["ms"] / lfbo["ms"]
-        out["seeded_vs_lfbo_ms_earlier"] = earlier_ratios(retime, "seeded", "lfbo")
+    if seeded_lfbo := ratios("seeded", "lfbo"):
+        out["seeded_vs_lfbo_ms"] = seeded_lfbo[0]
+        out["seeded_vs_lfbo_ms_earlier"] = seeded_lfbo[:0:-1]  # oldest first
     if seeded and lfbo and seeded["wall_s"] and lfbo["wall_s"]:
         out["seeded_vs_lfbo_s"] = seeded["wall_s"] / lfbo["wall_s"]
+    # The gain-share target compares the two gains: both from one re-timing.
+    if three := together("seeded", "lfbo", "default"):
+        seeded_ms, lfbo_ms, default_then = three[0]
+        out["gains_side_by_side"] = (default_then / seeded_ms - 1, default_then / lfbo_ms - 1)
     full = out["strategies"].get("lfbo-full")
-    if seeded and full and seeded["ms"] and full["ms"] and seeded["wall_s"] and full["wall_s"]:
-        out["seeded_vs_lfbo_full_ms"] = seeded["ms"] / full["ms"]
+    vs_full = ratios("seeded", "lfbo-full")
+    if vs_full and seeded and full and seeded["wall_s"] and full["wall_s"]:
+        out["seeded_vs_lfbo_full_ms"] = vs_full[0]
         out["seeded_vs_lfbo_full_s"] = seeded["wall_s"] / full["wall_s"]
     warm = out["strategies"].get("seeded-warm")
-    if warm and lfbo and warm["ms"] and lfbo["ms"]:
-        out["warm_vs_lfbo_ms"] = warm["ms"] / lfbo["ms"]
+    if (warm_lfbo := ratios("seeded-warm", "lfbo")) and warm and lfbo:
+        out["warm_vs_lfbo_ms"] = warm_lfbo[0]
         out["warm_vs_lfbo_s"] = warm["wall_s"] / lfbo["wall_s"]
     return out
-
-
-def earlier_ratios(retime: dict[str, Any], a: str, b: str) -> list[float]:
-    """``a``'s latency over ``b``'s in the case's earlier re-timings (its ``history``, oldest
-    first) that timed both of the configs the latest re-timing has under those labels."""
-    ids = {label: c.get("config_id") for c in retime.get("contenders", []) for label in c["labels"]}
-    ratios = []
-    for snapshot in retime.get("history", []):
-        ms = snapshot.get("ms_by_config", {})
-        if ms.get(ids.get(a)) and ms.get(ids.get(b)):
-            ratios.append(ms[ids[a]] / ms[ids[b]])
-    return ratios
 
 
 def retiming_agreement(rows: list[dict[str, Any]]) -> tuple[float | None, list[str]]:
@@ -294,11 +315,11 @@ def targets(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
     misses = []
     for s in weak:
-        lg = s["strategies"]["lfbo"]["gain"]
-        sg = (s["strategies"].get("seeded") or {}).get("gain")
-        if sg is None:
+        if s.get("gains_side_by_side") is None:
             misses.append(f"{s['case']}: seeded not measured")
-        elif sg < GAIN_SHARE * lg:
+            continue
+        sg, lg = s["gains_side_by_side"]
+        if sg < GAIN_SHARE * lg:
             misses.append(
                 f"{s['case']}: seeded {sg * 100:+.1f}% vs LFBO {lg * 100:+.1f}% ({_cause(s)})"
             )

@@ -682,7 +682,8 @@ def retime(bench: Bench, case: Any) -> dict[str, Any] | None:
         try:
             validate(prep.bound, record["config"])
         except ValueError as exc:  # another Helion version's keys, say
-            skipped.append({"strategy": strategy, "reason": str(exc)})
+            cid = config_id(record["config"])  # needs_retime: the same config, not again
+            skipped.append({"strategy": strategy, "reason": str(exc), "config_id": cid})
             continue
         add(strategy, record["config"])
 
@@ -783,6 +784,10 @@ def needs_retime(results: Path, case: str) -> bool:
     if data is None:
         return True
     timed = {s: c["config_id"] for c in data.get("contenders", []) for s in c.get("labels", [])}
+    # A config this Helion rejects is left out of the re-timing; it is not owed one either.
+    timed.update(
+        (k["strategy"], k["config_id"]) for k in data.get("skipped", []) if "config_id" in k
+    )
     from pytest_helion_tune.configs import config_id
 
     return any(timed.get(s) != config_id(r["config"]) for s, r in finished.items())

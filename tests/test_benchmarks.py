@@ -34,6 +34,7 @@ _spec.loader.exec_module(run)
 
 from benchmarks import cases, kernels, report  # noqa: E402
 from pytest_helion_tune import interpreter  # noqa: E402
+from pytest_helion_tune.configs import config_id  # noqa: E402
 
 # The header of the per-candidate CSV log Helion 1.5 writes (autotune_log).
 HELION_CSV_HEADER = "run_id,timestamp_s,config_id,generation,status,perf_ms,compile_time_s,config\n"
@@ -406,7 +407,12 @@ def _fake_case(
         }
         run.write_json(results / f"{case}__{strategy}.json", record)
         contenders.append(
-            {"labels": [strategy], "median_ms": value, "round_spread": 0.005, "config_id": strategy}
+            {
+                "labels": [strategy],
+                "median_ms": value,
+                "round_spread": 0.005,
+                "config_id": config_id(config),
+            }
         )
     retime = {
         "case": case,
@@ -506,15 +512,17 @@ def test_a_retiming_keeps_the_earlier_ones_and_the_report_weighs_them(tmp_path: 
     _fake_case(tmp_path, "jumpy", 1.0, {"seeded": 0.90, "lfbo": 0.95}, secs)
     path = tmp_path / "jumpy__retime.json"
     latest = json.loads(path.read_text())
-    earlier = {**latest, "finished_at": "t1", "environment": {"git_commit": "abc"}}
+    earlier = {**json.loads(json.dumps(latest)), "finished_at": "t1"}  # a copy, contenders too
+    earlier["environment"] = {"git_commit": "abc"}
     for c in earlier["contenders"]:  # the same configs, LFBO's 10% faster than in the latest
         c["median_ms"] = {"seeded": 0.90, "lfbo": 0.86}.get(c["labels"][0], c["median_ms"])
     kept = run.with_history(latest, run.with_history(earlier, None))
+    ids = {s: config_id({"block_sizes": [len(s)]}) for s in secs}  # as _fake_case writes them
     assert kept["history"] == [
         {
             "finished_at": "t1",
             "git_commit": "abc",
-            "ms_by_config": {"d": 1.0, "seeded": 0.90, "lfbo": 0.86},
+            "ms_by_config": {"d": 1.0, ids["seeded"]: 0.90, ids["lfbo"]: 0.86},
         }
     ]
     run.write_json(path, kept)
@@ -539,6 +547,60 @@ def test_a_retiming_keeps_the_earlier_ones_and_the_report_weighs_them(tmp_path: 
     long = {"finished_at": "t", "ms_by_config": {}}
     history = run.with_history(latest, {**latest, "history": [long] * run.RETIME_HISTORY})
     assert len(history["history"]) == run.RETIME_HISTORY  # the oldest dropped
+
+
+def test_report_takes_a_result_s_latency_only_from_a_retiming_of_its_own_config(
+    tmp_path: Path,
+) -> None:
+    """``seeded`` was run again (another config) after its case's latest re-timing: its figures
+    come from the newest re-timing that timed the new config beside LFBO's (the case's
+    history), and from none where no re-timing did, never from the old config's."""
+    secs = {"seeded": 20.0, "lfbo": 150.0}
+    _fake_case(tmp_path, "rerun", 1.0, {"seeded": 0.90, "lfbo": 0.95}, secs)
+    path = tmp_path / "rerun__seeded.json"
+    record = json.loads(path.read_text())
+    record["config"] = {"block_sizes": [64]}  # the new search's pick, not re-timed last
+    run.write_json(path, record)
+    (row,) = (c["summary"] for c in report.build(tmp_path)["cases"])
+    assert row["strategies"]["seeded"]["ms"] is None and "seeded_vs_lfbo_ms" not in row
+
+    retime_path = tmp_path / "rerun__retime.json"
+    retime = json.loads(retime_path.read_text())
+    lfbo_id = config_id({"block_sizes": [len("lfbo")]})
+    new_id = config_id({"block_sizes": [64]})
+    retime["history"] = [
+        {"finished_at": "t0", "ms_by_config": {"d": 1.1, new_id: 1.0, lfbo_id: 0.8}},
+        {"finished_at": "t1", "ms_by_config": {"d": 1.2, new_id: 1.0, lfbo_id: 1.0}},
+    ]
+    run.write_json(retime_path, retime)
+    (row,) = (c["summary"] for c in report.build(tmp_path)["cases"])
+    assert row["strategies"]["seeded"]["ms"] == 1.0
+    assert row["strategies"]["seeded"]["gain"] == pytest.approx(0.2)  # t1's default, 1.2 ms
+    assert row["seeded_vs_lfbo_ms"] == 1.0  # t1, the newest with both
+    assert row["seeded_vs_lfbo_ms_earlier"] == [1.25]  # t0
+    assert row["gains_side_by_side"] == pytest.approx((0.2, 0.2))
+
+
+def test_a_config_the_retiming_had_to_skip_is_not_owed_another_retiming(tmp_path: Path) -> None:
+    """A result whose config this Helion rejects is left out of its case's re-timing (under
+    ``skipped``); the next run does not re-time the case for it again, unless it changes."""
+    old_keys = {"block_sizes": [8], "a_knob_this_helion_lacks": 1}
+    for strategy, config in (("default", {"block_sizes": [4]}), ("seeded", old_keys)):
+        record = {"status": "ok", "case": "c", "strategy": strategy, "config": config}
+        run.write_json(tmp_path / f"c__{strategy}.json", record)
+    retime = {
+        "contenders": [{"labels": ["default"], "config_id": config_id({"block_sizes": [4]})}],
+        "skipped": [
+            {"strategy": "seeded", "reason": "unknown key", "config_id": config_id(old_keys)}
+        ],
+    }
+    run.write_json(run.retime_path(tmp_path, "c"), retime)
+    assert not run.needs_retime(tmp_path, "c")
+    run.write_json(
+        tmp_path / "c__seeded.json",
+        {"status": "ok", "case": "c", "strategy": "seeded", "config": {"block_sizes": [16]}},
+    )
+    assert run.needs_retime(tmp_path, "c")
 
 
 def test_report_names_the_commits_behind_each_strategy_and_the_retimes() -> None:
@@ -905,6 +967,7 @@ def test_merge_results_never_takes_an_older_result_and_keeps_retime_history(
     )
     new_retime = result(
         "2026-01-04T00:00:00Z",
+        contenders=[{"config_id": "c2", "median_ms": 2.0}],
         history=[{"finished_at": "2026-01-01T00:00:00Z", "git_commit": "a", "ms_by_config": {}}],
     )
     joined = merge_results.newest(old_retime.encode(), new_retime.encode())
@@ -916,6 +979,10 @@ def test_merge_results_never_takes_an_older_result_and_keeps_retime_history(
     ]
     assert history[1]["ms_by_config"] == {"c1": 1.0}
     assert merge_results.newest(new_retime.encode(), old_retime.encode()) is None
+    # A machine's first re-timing of the case (no ``history`` key) keeps the folder's one too.
+    first = result("2026-01-04T00:00:00Z", contenders=[{"config_id": "c2", "median_ms": 2.0}])
+    kept = json.loads(merge_results.newest(old_retime.encode(), first.encode()) or b"{}")
+    assert [h["finished_at"][:10] for h in kept["history"]] == ["2026-01-01", "2026-01-02"]
     assert merge_results.newest(b"not json", b"x") == b"x"  # not result files: the archive's
 
 

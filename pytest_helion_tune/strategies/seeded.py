@@ -36,7 +36,9 @@ Rules (stated, not tuned per kernel):
    neighbourhood, and a longer search is not worth its time. (Until
    session 6 it returned the fastest re-timed, however small its lead: on the H100,
    rms_norm 64x131072 stopped with its pick +0.2% over the default on this timer and 1.7% behind
-   it on the benchmark's.) When the budget is spent first, the fastest re-timed is returned.
+   it on the benchmark's.) When the budget is spent first, the fastest re-timed is returned
+   where it leads the start by ``GAIN_TO_CONTINUE``; where only the second witness below would
+   have kept the search going, the start (or a faster default), as in a stop for noise.
    A second witness keeps the search going: where the probe's fastest leads the start by
    ``HELION_GAIN_TO_CONTINUE`` (10%) or more on Helion's own timer (its benchmark worker, the
    probe's batch), the search goes on (rule 3, from Helion's fastest) however the re-timing
@@ -192,9 +194,10 @@ def compile_cut(earlier: Sequence[Path]) -> float | None:
 def early_stop_choice(
     times: Sequence[float], best: int, start: int, default_ran: bool, gain_on_start: float
 ) -> int:
-    """Which re-timed contender an early stop returns (rule 2): the fastest when the stop is the
-    budget's (the best leads the start by ``GAIN_TO_CONTINUE``); else the start, or the default
-    (contender 0, when it ran) where it re-timed faster than the start."""
+    """Which re-timed contender an early stop returns (rule 2): the fastest where it leads the
+    start by ``GAIN_TO_CONTINUE`` (a stop for the budget); else the start, or the default
+    (contender 0, when it ran) where it re-timed faster than the start: also for a budget stop
+    where only Helion's timer saw a lead, which the common timer, deciding here, does not."""
     if gain_on_start >= GAIN_TO_CONTINUE:
         return best
     kept = [start, 0] if default_ran else [start]
