@@ -33,7 +33,9 @@ def _ms(value: float | None) -> str:
 
 
 def _short_nodeid(nodeid: str, width: int = 48) -> str:
-    name = nodeid.rsplit("/", 1)[-1]
+    # The file's directories go; a "/" in a parameter id (test_mm[a/b]) stays.
+    path, sep, rest = nodeid.partition("::")
+    name = path.rsplit("/", 1)[-1] + sep + rest
     return name if len(name) <= width else "..." + name[-(width - 3) :]
 
 

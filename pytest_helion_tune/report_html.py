@@ -312,9 +312,12 @@ def _line_chart(
     ys = [y for s in series for _, y in s.points]
     # Headroom so the best value does not sit on the x axis, where its line would vanish.
     pad = (max(ys) - min(ys)) * 0.08
+    low = min(ys) - pad
+    if min(ys) >= 0:  # latencies: the padding never reaches below zero
+        low = max(0.0, low)
     frame = _Frame(
         _ticks(0.0, max(xs) or 1.0, integer=integer_x),
-        _ticks(min(ys) - pad, max(ys) + pad),
+        _ticks(low, max(ys) + pad),
         len(series),
     )
     body = _axes(frame, x_label, y_label)
@@ -490,15 +493,22 @@ def _header_block(results: Sequence[CaseResult], header: Mapping[str, Any]) -> s
     return "".join(parts)
 
 
+def _verdict_class(r: CaseResult) -> str:
+    """A failing case is red whatever its verdict (a missing baseline under --helion-strict)."""
+    return "bad" if r.failed else _VERDICT_CLASS.get(r.verdict, "muted")
+
+
 def _counts(results: Sequence[CaseResult]) -> str:
-    tally: dict[str, int] = {}
+    tally: dict[tuple[str, str], int] = {}
     for r in results:
-        tally[r.verdict] = tally.get(r.verdict, 0) + 1
-    spans = "".join(
-        f'<span class="{_VERDICT_CLASS.get(v, "muted")}">{n} {_e(v)}</span>'
-        for v, n in sorted(tally.items())
-    )
-    return f'<p class="counts"><strong>{len(results)} case(s):</strong> {spans}</p>'
+        key = (r.verdict, _verdict_class(r))
+        tally[key] = tally.get(key, 0) + 1
+    spans = []
+    for (verdict, cls), n in sorted(tally.items()):
+        # A verdict that fails only under --helion-strict says so.
+        failing = " (failing)" if cls == "bad" and _VERDICT_CLASS.get(verdict) != "bad" else ""
+        spans.append(f'<span class="{cls}">{n} {_e(verdict)}{failing}</span>')
+    return f'<p class="counts"><strong>{len(results)} case(s):</strong> {"".join(spans)}</p>'
 
 
 _COLUMNS = (
@@ -527,7 +537,13 @@ def _summary_table(results: Sequence[CaseResult]) -> str:
         tuned = r.origin == "tuned"
         latency, eager, base = _finite(r.latency_ms), _finite(r.eager_ms), _finite(r.baseline_ms)
         speedup = eager / latency if latency and eager else None
-        change = (latency / base - 1) * 100 if latency and base else None
+        # The gate judges the kernel/eager ratio's change (a slower card slows both): show its
+        # number where it judged, the bare latency change only without it.
+        judged = _finite((r.gate or {}).get("change"))
+        if judged is not None:
+            change: float | None = judged * 100
+        else:
+            change = (latency / base - 1) * 100 if latency and base else None
         origin = _origin(r)
 
         def num(value: float | None, text: str) -> str:
@@ -549,7 +565,7 @@ def _summary_table(results: Sequence[CaseResult]) -> str:
             num(speedup, "-" if speedup is None else f"{_num(speedup, 3)}x"),
             num(base, _ms(base)),
             num(change, "-" if change is None else f"{change:+.1f}%"),
-            f'<td class="verdict {_VERDICT_CLASS.get(r.verdict, "muted")}">{_e(r.verdict)}</td>',
+            f'<td class="verdict {_verdict_class(r)}">{_e(r.verdict)}</td>',
         ]
         rows.append(f'<tr data-index="{i}">' + "".join(cells) + "</tr>")
     return f'<div class="scroll"><table id="summary"><thead><tr>{heads}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
@@ -587,7 +603,7 @@ def _case_section(
     anchors: Mapping[int, int],
 ) -> str:
     r = result
-    verdict_class = _VERDICT_CLASS.get(r.verdict, "muted")
+    verdict_class = _verdict_class(r)
     meta = [
         ("kernel", r.kernel or "-"),
         ("origin", _origin(r)),

@@ -687,3 +687,75 @@ def test_partial_and_stale_origins_are_flagged() -> None:
         {},
     )
     assert "cache (partial)" in page and "default (stale)" in page
+
+
+def _summary_cells(page: str) -> list[str]:
+    row = re.search(r'<tr data-index="0">.*?</tr>', page)
+    assert row is not None
+    return re.findall(r"<td([^>]*)>(.*?)</td>", row.group(0))
+
+
+def test_change_column_shows_the_gates_change_where_it_judged() -> None:
+    """The gate judges the change of kernel/eager (a card at another clock slows both): the
+    HTML shows that number beside the verdict, as the terminal summary does, not the bare
+    latency change that contradicts it."""
+    from pytest_helion_tune import gate
+    from pytest_helion_tune.report import summary_lines
+
+    def measured(kernel: float, eager: float) -> gate.Measurement:
+        return gate.Measurement(
+            tuple(kernel * (1 + 0.001 * ((i % 3) - 1)) for i in range(30)), (eager,) * 30, 0.1
+        )
+
+    base = gate.record(
+        measured(1.0, 1.0),
+        nodeid="t::a",
+        specialization="s",
+        device="d",
+        source_hash="h",
+        config={},
+        toolchain={},
+    )
+    verdict = gate.judge(base, lambda: measured(1.2, 1.2))  # both 20% slower
+    r = CaseResult(
+        nodeid="t::a",
+        origin="cache",
+        latency_ms=verdict.now.kernel_median,
+        eager_ms=verdict.now.eager_median,
+        baseline_ms=base.latency_ms,
+        gate=verdict.to_json(),
+        verdict=verdict.verdict,
+    )
+    cells = _summary_cells(render_html([r], {}))
+    assert verdict.verdict == "pass" and cells[9][1] == "+0.0%"
+    assert "+0.0%" in summary_lines([r])[1]
+    no_gate = CaseResult(nodeid="t::a", origin="cache", latency_ms=1.2, baseline_ms=1.0)
+    assert _summary_cells(render_html([no_gate], {}))[9][1] == "+20.0%"
+
+
+def test_a_case_failing_under_strict_is_shown_as_failing() -> None:
+    r = CaseResult(nodeid="t::a", origin="cache", verdict="missing-baseline", must_fail=True)
+    page = render_html([r], {})
+    assert 'class="verdict bad"' in _summary_cells(page)[10][0]
+    assert '<span class="bad">1 missing-baseline (failing)</span>' in page
+    passing = render_html(
+        [CaseResult(nodeid="t::a", origin="cache", verdict="missing-baseline")], {}
+    )
+    assert "(failing)" not in passing and 'class="verdict bad"' not in passing
+
+
+def test_best_so_far_axis_never_goes_below_zero() -> None:
+    """A first candidate 100x slower than the best: the padding under the best stops at 0."""
+    r = CaseResult(
+        nodeid="t::a",
+        origin="tuned",
+        strategy="seeded",
+        latency_ms=0.1,
+        configs_tested=2,
+        trace=[
+            {"seconds": 1.0, "configs": 1, "best_ms": 10.0},
+            {"seconds": 2.0, "configs": 2, "best_ms": 0.1},
+        ],
+    )
+    page = render_html([r], {})
+    assert not re.search(r">-\d", page), "a negative tick label"

@@ -92,3 +92,17 @@ def test_xdist_progress_is_one_line_per_event_per_worker(project: Project) -> No
         lines
     )
     assert all("\r" not in line for line in lines)
+
+
+def test_summary_names_a_case_by_its_file_and_test_a_slash_in_its_parameter_kept() -> None:
+    from pytest_helion_tune.report import summary_lines
+    from pytest_helion_tune.results import CaseResult
+
+    lines = summary_lines(
+        [
+            CaseResult(nodeid="tests/ops/test_mm.py::test_mm[a/b]", origin="cache"),
+            CaseResult(nodeid="tests/test_add.py::test_add[x/b]", origin="cache"),
+        ]
+    )
+    assert any(line.startswith("test_mm.py::test_mm[a/b] ") for line in lines), lines
+    assert any(line.startswith("test_add.py::test_add[x/b] ") for line in lines), lines
