@@ -17,11 +17,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pytest_helion_tune.configs import config_id
-
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+# After the path: a checkout without the package installed finds it there.
+from pytest_helion_tune.configs import config_id  # noqa: E402
 
 WEAK_GAIN = 0.08  # "LFBO beats the default by 8% or more": a default-weak case
 NOISE_FLOOR = 0.015  # re-timing noise floor; a case's own spread (default_noise) counts when larger
@@ -155,7 +156,7 @@ def summarize(name: str, entry: dict[str, Any]) -> dict[str, Any]:
 
     def ms(strategy: str) -> float | None:
         found = together(strategy)
-        return float(found[0][0]) if found else None
+        return found[0][0] if found else None
 
     def gain(strategy: str) -> float | None:
         found = together(strategy, "default")

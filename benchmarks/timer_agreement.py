@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import csv
 import json
 import os
 import statistics
@@ -55,13 +54,11 @@ def csv_configs(path: Path, top: int) -> list[tuple[str, dict[str, Any]]]:
 
     out: list[tuple[str, dict[str, Any]]] = []
     seen: set[str] = set()
-    with path.open(newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r["status"] == "ok" and r["perf_ms"]]
-    for row in sorted(rows, key=lambda r: float(r["perf_ms"])):
-        if row["config"] in seen:
+    for _ms, text in monitor.finished([path]):  # fastest first
+        if text in seen:
             continue
-        seen.add(row["config"])
-        out.append((f"{path.stem}#{len(out) + 1}", monitor.config_from_repr(row["config"])))
+        seen.add(text)
+        out.append((f"{path.stem}#{len(out) + 1}", monitor.config_from_repr(text)))
         if len(out) >= top:
             break
     return out
