@@ -130,6 +130,13 @@ STRATEGIES: dict[str, StrategySpec] = {
             90,
             "seeded, its combine batch also taking the probe's improving changes one step further",
         ),
+        StrategySpec(
+            "seeded-marginal",
+            "seeded-marginal",
+            "quick",
+            40,
+            "seeded, a lead of 0.5-1.5% after the probe going on with the climb (rule 2b)",
+        ),
         StrategySpec("lfbo", "lfbo", "quick", 230, "Helion's LFBOTreeSearch, effort quick"),
         StrategySpec("pattern", "pattern", "quick", 190, "Helion's PatternSearch, effort quick"),
         StrategySpec("random", "random", "quick", 150, "Helion's RandomSearch, effort quick"),
@@ -587,6 +594,7 @@ def run_strategy(
     strategies.register("seeded-paths3", lambda: SeededSearch("seeded-paths3", very_steep_paths=3))
     strategies.register("seeded-recheck", lambda: SeededSearch("seeded-recheck", recheck=1.0))
     strategies.register("seeded-extend", lambda: SeededSearch("seeded-extend", extend=True))
+    strategies.register("seeded-marginal", lambda: SeededSearch("seeded-marginal", marginal=True))
 
     seeds = warm_seeds(bench.results, case) if spec.warm else []
     if spec.warm and not seeds:
