@@ -516,8 +516,8 @@ class SeededSearch:
         warp_pairs: bool = True,
         very_steep_paths: int = LFBO_PATHS,
         recheck: float | None = RECHECK,
-        extend: bool = False,
-        marginal: bool = False,
+        extend: bool = True,
+        marginal: bool = True,
     ) -> None:
         if refine not in REFINEMENTS:
             raise ValueError(f"refine must be one of {', '.join(REFINEMENTS)}, not {refine!r}")
