@@ -128,14 +128,16 @@ STRATEGIES: dict[str, StrategySpec] = {
             "seeded-extend",
             "quick",
             90,
-            "seeded, its combine batch also taking the probe's improving changes one step further",
+            "seeded, its combine batch also taking the probe's improving changes one step "
+            "further: the A/B run at 517324d before seeded took it",
         ),
         StrategySpec(
             "seeded-marginal",
             "seeded-marginal",
             "quick",
             40,
-            "seeded, a lead of 0.5-1.5% after the probe going on with the climb (rule 2b)",
+            "seeded, a lead of 0.5-1.5% after the probe going on with the climb (rule 2b): "
+            "the A/B run at 517324d before seeded took it",
         ),
         StrategySpec("lfbo", "lfbo", "quick", 230, "Helion's LFBOTreeSearch, effort quick"),
         StrategySpec("pattern", "pattern", "quick", 190, "Helion's PatternSearch, effort quick"),

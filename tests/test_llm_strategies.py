@@ -646,7 +646,7 @@ def test_seeded_keeps_the_default_when_nothing_beats_it_beyond_noise(
     and the default stays; the fastest re-timed is not taken on a lead inside the noise."""
     problem = add_problem(None, (), timer=NearTimer(), log_path=str(tmp_path / "logs" / "add"))
     assert problem.bound.config_spec.default_config().config["block_sizes"] == [32]
-    outcome = seeded.SeededSearch().search(problem)
+    outcome = seeded.SeededSearch(marginal=False).search(problem)
 
     assert_runs(problem, outcome)
     assert any("not beaten beyond noise" in n for n in outcome.notes), outcome.notes
@@ -686,7 +686,7 @@ def test_a_lead_on_helions_timer_keeps_the_search_going(
     problem = add_problem(
         None, (), timer=TwoClocksTimer(lead), log_path=str(tmp_path / "logs" / "add")
     )
-    outcome = seeded.SeededSearch().search(problem)
+    outcome = seeded.SeededSearch(marginal=False).search(problem)
 
     assert_runs(problem, outcome)
     going_on = lead >= seeded.HELION_GAIN_TO_CONTINUE
@@ -881,7 +881,7 @@ def test_a_climb_step_s_compile_cut_comes_from_every_batch_before_it(
     attach = seeded.attach
     monkeypatch.setattr(seeded, "attach", recording)
     problem = add_problem(None, (), timer=GentleTimer(), log_path=str(tmp_path / "logs" / "add"))
-    seeded.SeededSearch().search(problem)
+    seeded.SeededSearch(extend=False).search(problem)
 
     assert (tmp_path / "logs" / "add-climb1.csv").exists()
     assert built[0] == ("FiniteSearch", 10), built
@@ -944,7 +944,7 @@ def test_seeded_climb_probes_again_from_each_better_config(
     """Rule 3's climb variant: from the default (block 32) the probe finds 64; a probe around 64
     finds 128, the optimum; a probe around 128 finds nothing better and the climb ends. No LFBO."""
     problem = add_problem(None, (), timer=BlockTimer(128), log_path=str(tmp_path / "logs" / "add"))
-    outcome = seeded.SeededSearch("seeded-climb", refine="climb").search(problem)
+    outcome = seeded.SeededSearch("seeded-climb", refine="climb", extend=False).search(problem)
 
     assert_runs(problem, outcome)
     assert outcome.config["block_sizes"] == [128]
@@ -980,7 +980,7 @@ def test_seeded_climbs_where_the_probe_gained_under_ten_percent(
     """Rule 3 as ``seeded`` runs it: the probe's best (block 64) is 5% ahead of the default, under
     ``STEEP_GAIN``, so the climb refines, not LFBO, and finds block 128 one step further."""
     problem = add_problem(None, (), timer=GentleTimer(), log_path=str(tmp_path / "logs" / "add"))
-    outcome = seeded.SeededSearch().search(problem)
+    outcome = seeded.SeededSearch(extend=False).search(problem)
 
     assert_runs(problem, outcome)
     assert outcome.config["block_sizes"] == [128]
@@ -1165,7 +1165,7 @@ def test_seeded_joins_the_probes_improving_changes(tmp_path: Path, whole_probe: 
     bound = problem.bound
     default = bound.config_spec.default_config().config
     assert (default["block_sizes"], default["num_warps"]) == ([32], 4)
-    outcome = seeded.SeededSearch(warp_pairs=False).search(problem)
+    outcome = seeded.SeededSearch(warp_pairs=False, extend=False).search(problem)
 
     assert_runs(problem, outcome)
     assert any("(1 joining its improving changes)" in n for n in outcome.notes), outcome.notes
@@ -1305,7 +1305,7 @@ def test_a_marginal_lead_goes_on_with_the_climb(
     stops after the probe with the default; with it, it climbs to 128."""
     timer = BlockCurveTimer({16: 1.2, 32: 1.0, 64: 0.99, 128: 0.5, 256: 0.6})
     problem = add_problem(None, (), timer=timer, log_path=str(tmp_path / "logs" / "add"))
-    outcome = seeded.SeededSearch(marginal=marginal).search(problem)
+    outcome = seeded.SeededSearch(marginal=marginal, extend=False).search(problem)
 
     assert_runs(problem, outcome)
     if not marginal:

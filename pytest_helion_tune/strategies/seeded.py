@@ -24,10 +24,12 @@ Rules (stated, not tuned per kernel):
    to ``COMBINE_MAX`` configs, and benchmarked as one more batch. A probe measures each change alone;
    gains that add up (an eviction policy on one load, a longer reduction loop) are then found
    without waiting for the refinement. Skipped when less than ``BUDGET_LEFT_TO_GO_ON_S`` of the
-   budget is left. With ``extend`` (off; ``seeded-extend`` in ``benchmarks/run.py``, not yet
-   measured on a GPU) the batch also holds each of the best ``COMBINE_MAX`` changes taken one
-   step further in its integer fields (a pattern move): matmul 2047x2049x1023's probe found
-   4 -> 8 warps 45% faster, and configs with 32 warps time faster still in LFBO's logs.
+   budget is left. With ``extend`` (on since ecc65bc; ``extend=False`` turns it off) the batch
+   also holds each of the best ``COMBINE_MAX`` changes taken one step further in its integer
+   fields (a pattern move): matmul 2047x2049x1023's probe found 4 -> 8 warps 45% faster, and
+   configs with 32 warps time faster still in LFBO's logs. On the H100 four searches with it
+   there ended at 0.946-1.138x LFBO's latency (median 1.09x; ``extend_ab.md``), against
+   0.979-1.210x (median 1.11x) for six without.
 2. Early stop: the default, the start and the best three that finished are re-timed interleaved
    on the common timer. Unless the best beats the start by at least ``GAIN_TO_CONTINUE`` (1.5%,
    above the re-timing noise), the search stops here and returns the start (warm: the faster
@@ -49,15 +51,19 @@ Rules (stated, not tuned per kernel):
    led by more than 3.1% on Helion's timer; the searches this rule would have kept going
    (rms_norm 256x65536 and 64x131072, layer_norm 256x32768 and 4096x4096, swiglu 16x14336) are
    all on cases where LFBO gains 2.5% or more. The 10% was chosen on those logs.
-2b. Marginal lead (``marginal``, off; ``seeded-marginal`` in ``benchmarks/run.py``): where the
+2b. Marginal lead (``marginal``, on since ecc65bc; ``marginal=False`` turns it off): where the
    re-timed lead lies between ``MARGINAL_GAIN`` (0.5%) and ``GAIN_TO_CONTINUE``, the search goes
    on with rule 3's climb from the re-timed best, and the final pick (rule 4) must then lead the
    start by ``GAIN_TO_CONTINUE`` on the final re-timing, else the start (or a faster default) is
    returned, as in a stop for noise. A small lead can be the first step towards a gain that
-   needs two or three changes: on the H100 softmax 1024x65536's probes led by 1.2-2.0% and about
-   half stopped (1.08x LFBO's latency), while LFBO's optimum there is 7% faster than the
-   default and joins a 4096-wide reduction loop (two steps from the default's 16384; 8192 alone
-   times as the default) with ``last`` eviction; the forced climb reached +6.4% there.
+   needs two or three changes: on the H100 softmax 1024x65536's probes led by 1.3-2.1% in its
+   ten recorded searches and two stopped (+1.46% and +1.3%: 1.08x LFBO's latency), while LFBO's
+   optimum there is 7% faster than the default and joins a 4096-wide reduction loop (two steps
+   from the default's 16384; 8192 alone times as the default) with ``last`` eviction; the six
+   that went on with the climb ended at 0.98-1.02x LFBO's latency. It costs time where
+   nothing is gained: in the 4 H100 searches where it decided (rms_norm 8192x8192 twice,
+   softmax 4096x8192, matmul 4096x4096x4096) it kept the default each time and took 14-25 s
+   against 6-9 s for a stop (``marginal_ab.md``).
 3. Refine: otherwise, when the probe's best beats the start by ``STEEP_GAIN`` (10%) or more on
    the common timer, Helion's LFBOTreeSearch starts from the probe's best configs (pinned as
    seeds) with a plateau stop (a path ends after ``PATIENCE`` generations that improve the best by
