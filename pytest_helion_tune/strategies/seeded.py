@@ -236,8 +236,9 @@ def stop_reason(
     gain_on_start: float, on_helion: bool, remaining_s: float | None, start_is_default: bool
 ) -> str | None:
     """Why the search stops after the probe (rule 2), or ``None`` when it goes on: it goes on
-    where the re-timed lead reaches ``GAIN_TO_CONTINUE`` or Helion's timer witnessed one
-    (``on_helion``), and ``BUDGET_LEFT_TO_GO_ON_S`` of the budget is left."""
+    where the re-timed lead reaches ``GAIN_TO_CONTINUE`` or another rule sends it on
+    (``on_helion``: Helion's timer witnessed a lead, or rule 2b's marginal lead), and
+    ``BUDGET_LEFT_TO_GO_ON_S`` of the budget is left."""
     if gain_on_start >= GAIN_TO_CONTINUE or on_helion:
         if remaining_s is not None and remaining_s < BUDGET_LEFT_TO_GO_ON_S:
             return "budget spent"
@@ -667,7 +668,10 @@ class SeededSearch:
                     problem, outcome, logs, finished[:5], trim, base, start, paths
                 )
             final_pool = _unique([contenders[0], contenders[best], found, *top])
-            if marginal:  # the start is re-timed beside the finalists, to decide on
+            # Rule 2b decides against what the early stop compared with: the start (or, where it
+            # did not run, the contender that stood in for it), re-timed beside the finalists.
+            anchor_id = _canonical_id(contenders[at_start])
+            if marginal:
                 final_pool = _unique([*final_pool, contenders[at_start]])
             roles = {_canonical_id(contenders[best]): "probe-best", default_id: "default"}
             if found is not None:
@@ -678,7 +682,9 @@ class SeededSearch:
                 f"refined: {len(final_pool)} finalists re-timed, best {(times[0] / times[best] - 1) * 100:+.1f}% vs {baseline}"
             )
             if marginal:
-                at_start = next(i for i, c in enumerate(final_pool) if _canonical_id(c) == start_id)
+                at_start = next(
+                    i for i, c in enumerate(final_pool) if _canonical_id(c) == anchor_id
+                )
                 lead = times[at_start] / times[best] - 1 if times[best] > 0 else 0.0
                 best = early_stop_choice(times, best, at_start, default_ran, lead)
                 if lead < GAIN_TO_CONTINUE:
