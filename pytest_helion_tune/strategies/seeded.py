@@ -224,7 +224,8 @@ def _standing(
     times: Sequence[float], contenders: Sequence[Any], start_id: str
 ) -> tuple[int, float, int, float]:
     """A re-timing's fastest contender, its gain over contender 0 (the default, or the fastest
-    that ran), where the start is, and the fastest's gain over the start."""
+    that ran), where the start (``start_id``) is (0 when it is not there), and the fastest's gain
+    over the start."""
     best = min(range(len(contenders)), key=lambda i: times[i])
     gain = times[0] / times[best] - 1 if times[best] > 0 else 0.0
     at_start = next((i for i, c in enumerate(contenders) if _canonical_id(c) == start_id), 0)
@@ -677,21 +678,17 @@ class SeededSearch:
             if found is not None:
                 roles.setdefault(_canonical_id(found), f"{refine}-best")
             times = self._retime(problem, timer, final_pool, rounds, outcome, "final", roles)
-            best = min(range(len(final_pool)), key=lambda i: times[i])
+            best, gain, at_anchor, lead = _standing(times, final_pool, anchor_id)
             notes.append(
-                f"refined: {len(final_pool)} finalists re-timed, best {(times[0] / times[best] - 1) * 100:+.1f}% vs {baseline}"
+                f"refined: {len(final_pool)} finalists re-timed, best {gain * 100:+.1f}% vs {baseline}"
             )
             if marginal:
-                at_start = next(
-                    i for i, c in enumerate(final_pool) if _canonical_id(c) == anchor_id
-                )
-                lead = times[at_start] / times[best] - 1 if times[best] > 0 else 0.0
-                best = early_stop_choice(times, best, at_start, default_ran, lead)
+                best = early_stop_choice(times, best, at_anchor, default_ran, lead)
                 if lead < GAIN_TO_CONTINUE:
                     notes.append(
                         f"marginal: the best led the start by {lead * 100:+.1f}%, under "
                         f"{GAIN_TO_CONTINUE * 100:.1f}%; kept "
-                        + ("the start" if best == at_start else "the default")
+                        + ("the start" if best == at_anchor else "the default")
                     )
             outcome.config = as_dict(final_pool[best])
             outcome.best_ms = times[best]
