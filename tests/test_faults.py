@@ -305,6 +305,10 @@ def slow(project: Project, monkeypatch: pytest.MonkeyPatch) -> Project:
     return project
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def interrupt_mid_search(project: Project, sig: signal.Signals) -> tuple[int, str, float]:
     """Starts a slow tuning run, signals it once two candidates have finished; returns the
     exit code, the output, and how long the process took to stop after the signal."""
@@ -314,7 +318,14 @@ def interrupt_mid_search(project: Project, sig: signal.Signals) -> tuple[int, st
     command = [sys.executable, "-m", "pytest", "--helion-tune=finite", "test_slow.py"]
     command.append(f"--helion-report={project.report_path}")
     proc = subprocess.Popen(
-        command, cwd=project.path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        command,
+        cwd=project.path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        # As from a terminal: a suite started in the background (``pytest &``) passes an
+        # ignored SIGINT on to its children, and Python keeps it ignored.
+        preexec_fn=_default_sigint,
     )
     try:
         deadline = time.monotonic() + 120
