@@ -1050,3 +1050,43 @@ def test_timer_agreement_times_each_config_on_every_timer(
     with pytest.raises(SystemExit):
         timer_agreement.main([*common, "--csv", str(tmp_path / "missing.csv")])
     assert "missing.csv: no such file" in capsys.readouterr().err
+
+
+def test_climb_stop_replays_both_stops_of_the_climb(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Hand-written stage logs: a climb that went on twice because each step's fastest beat the
+    current's time in its batch by 0.5%, though not the fastest so far (the `best` rule stops
+    after step 1), and whose returned config was first benchmarked in step 3."""
+    from benchmarks import climb_stop
+
+    def cfg(block: int) -> str:
+        return f'"Config(block_sizes=[{block}], num_warps=4)"'
+
+    def stage(name: str, rows: list[tuple[float, int, float]]) -> None:
+        lines = [f"r,{ts},id{block},0,ok,{ms},0.1,{cfg(block)}" for ts, block, ms in rows]
+        (tmp_path / f"k_1__seeded-{name}.csv").write_text(
+            HELION_CSV_HEADER + "\n".join(lines) + "\n"
+        )
+
+    stage("probe", [(1.0, 16, 1.00), (1.5, 32, 0.90)])  # the start, its best neighbour
+    stage("climb1", [(3.0, 32, 0.95), (3.5, 64, 0.92)])  # beats 0.95 (here), not 0.90 (best)
+    stage("climb2", [(4.0, 64, 0.93), (4.5, 128, 0.91)])  # beats 0.93 (here)
+    stage("climb3", [(5.0, 128, 0.92), (6.0, 256, 0.80)])  # the returned config
+    (tmp_path / "k_1__seeded.json").write_text(
+        json.dumps({"config": {"block_sizes": [256], "num_warps": 4}, "wall_s": 20.0})
+    )
+
+    assert climb_stop.main([str(tmp_path), "--json", str(tmp_path / "out.json")]) == 0
+    (row,) = json.loads((tmp_path / "out.json").read_text())
+    assert row["steps_run"] == 3 and row["here_stop"] is None  # went on after every step
+    assert row["here_reproduces"] is False  # 3 steps without a stop: not what the rule does
+    assert row["best_stop"] == 1 and row["seconds_saved"] == pytest.approx(10.5)
+    assert row["result_found_after_best_stop"] is True
+    assert row["fastest_before_stop_ms"] == pytest.approx(0.90)
+    assert row["fastest_ms"] == pytest.approx(0.80)
+    out = capsys.readouterr().out
+    assert "| k_1__seeded | 3 | None (replay differs) | 1 | 10.5 | 20.0 | yes | +12.5% |" in out
+    assert "1 searches; the `best` rule skips 10 s of 20 s" in out
+    assert climb_stop.main([str(tmp_path), "--strategies", "seeded-warm"]) == 0
+    assert "0 searches" in capsys.readouterr().out
