@@ -139,6 +139,14 @@ STRATEGIES: dict[str, StrategySpec] = {
             "seeded, a lead of 0.5-1.5% after the probe going on with the climb (rule 2b): "
             "the A/B run at 517324d before seeded took it",
         ),
+        StrategySpec(
+            "seeded-rep15",
+            "seeded-rep15",
+            "quick",
+            35,
+            "seeded, each candidate timed for 15 ms in the benchmark worker instead of "
+            "Helion's 50 ms",
+        ),
         StrategySpec("lfbo", "lfbo", "quick", 230, "Helion's LFBOTreeSearch, effort quick"),
         StrategySpec("pattern", "pattern", "quick", 190, "Helion's PatternSearch, effort quick"),
         StrategySpec("random", "random", "quick", 150, "Helion's RandomSearch, effort quick"),
@@ -597,6 +605,7 @@ def run_strategy(
     strategies.register("seeded-recheck", lambda: SeededSearch("seeded-recheck", recheck=1.0))
     strategies.register("seeded-extend", lambda: SeededSearch("seeded-extend", extend=True))
     strategies.register("seeded-marginal", lambda: SeededSearch("seeded-marginal", marginal=True))
+    strategies.register("seeded-rep15", lambda: SeededSearch("seeded-rep15", rep_ms=15))
 
     seeds = warm_seeds(bench.results, case) if spec.warm else []
     if spec.warm and not seeds:

@@ -168,6 +168,38 @@ def test_helion_searches_with_the_seam_keep_the_shared_worker(fresh_worker: None
             assert worker.shared().run(os.getpid, timeout=60) == pid
 
 
+def test_a_search_can_cap_each_candidates_timing_in_the_worker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``attach(search, rep_ms)``: the provider hands Helion's subprocess job a timing budget of
+    at most ``rep_ms`` instead of Helion's 50 ms. Recorded at Helion's job seam, which is
+    replaced here: under the interpreter Helion benchmarks in-process, and the timing itself
+    runs on a GPU (``seeded-rep15`` in benchmarks/run.py)."""
+    from helion.autotuner import search_algorithms
+    from helion.autotuner.benchmark_provider import LocalBenchmarkProvider
+
+    seen: list[tuple[object, ...]] = []
+
+    def job(self: object, fn: object, *, warmup: int, rep: int, **kwargs: object) -> float:
+        seen.append((fn, warmup, rep, kwargs))
+        return 1.0
+
+    monkeypatch.setattr(LocalBenchmarkProvider, "_run_subprocess_benchmark_job", job)
+    for rep_ms, expected in ((15, 15), (None, 50), (80, 50)):
+        cls = worker._shared_provider_class(rep_ms)
+        provider = cls.__new__(cls)
+        assert provider._run_subprocess_benchmark_job("fn", warmup=1, rep=50, timeout=3.0) == 1.0
+        assert seen[-1] == ("fn", 1, expected, {"timeout": 3.0})
+
+    x = torch.randn(64)
+    bound = double.bind((x,))
+    configs = [bound.config_spec.default_config(), helion.Config(block_sizes=[16])]
+    search = worker.attach(search_algorithms["FiniteSearch"](bound, (x,), configs=configs), 15)
+    assert search._benchmark_provider_cls is worker._shared_provider_class(15)
+    plain = worker.attach(search_algorithms["FiniteSearch"](bound, (x,), configs=configs))
+    assert plain._benchmark_provider_cls is worker._shared_provider_class(None)
+
+
 @pytest.mark.parametrize("value", ["0", "off"])
 def test_the_shared_worker_can_be_switched_off(
     value: str, monkeypatch: pytest.MonkeyPatch, fresh_worker: None

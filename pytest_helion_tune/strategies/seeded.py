@@ -526,6 +526,7 @@ class SeededSearch:
         recheck: float | None = RECHECK,
         extend: bool = True,
         marginal: bool = True,
+        rep_ms: int | None = None,
     ) -> None:
         if refine not in REFINEMENTS:
             raise ValueError(f"refine must be one of {', '.join(REFINEMENTS)}, not {refine!r}")
@@ -542,6 +543,9 @@ class SeededSearch:
         self.extend = extend
         # Rule 2b: a lead under GAIN_TO_CONTINUE but over MARGINAL_GAIN goes on with the climb.
         self.marginal = marginal
+        # Each candidate's timing in the shared worker lasts at most this many ms (None:
+        # Helion's 50 ms); measured as ``seeded-rep15`` in benchmarks/run.py, not a default.
+        self.rep_ms = rep_ms
 
     def search(self, problem: SearchProblem) -> SearchOutcome:
         start = time.perf_counter()
@@ -921,7 +925,7 @@ class SeededSearch:
             collected_metrics() as metrics,
             monitor.follow(base.with_suffix(".csv"), problem.progress, time.perf_counter) as log,
         ):
-            search = attach(cls(problem.bound, problem.args, **kwargs))
+            search = attach(cls(problem.bound, problem.args, **kwargs), self.rep_ms)
             try:
                 best = search.autotune(skip_cache=True)
             except AssertionError:

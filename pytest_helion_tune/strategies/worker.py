@@ -182,7 +182,7 @@ def enabled() -> bool:
 
 
 @functools.cache
-def _shared_provider_class() -> Any:
+def _shared_provider_class(rep_ms: int | None = None) -> Any:
     from helion.autotuner.benchmark_provider import LocalBenchmarkProvider
 
     class SharedWorkerProvider(LocalBenchmarkProvider):  # type: ignore[misc]
@@ -192,6 +192,11 @@ def _shared_provider_class() -> Any:
             super().__init__(*args, **kwargs)
             self._benchmark_worker = shared()
             self._benchmark_worker.deaths_in_a_row = 0
+
+        def _run_subprocess_benchmark_job(self, fn: Any, *, rep: int, **kwargs: Any) -> Any:
+            # Helion times each candidate for ``rep`` ms (50); ``rep_ms`` caps it.
+            capped = rep if rep_ms is None else min(rep, rep_ms)
+            return super()._run_subprocess_benchmark_job(fn, rep=capped, **kwargs)
 
         def set_budget_exceeded_fn(self, fn: Any) -> None:
             said: list[bool] = []
@@ -222,12 +227,14 @@ def _shared_provider_class() -> Any:
     return SharedWorkerProvider
 
 
-def attach(search: Any) -> Any:
-    """Makes a Helion search use the shared worker; a Helion without the seam runs unchanged."""
+def attach(search: Any, rep_ms: int | None = None) -> Any:
+    """Makes a Helion search use the shared worker; a Helion without the seam runs unchanged.
+    ``rep_ms``: each candidate is timed in the worker for at most this many milliseconds
+    (Helion's own searches: 50); None keeps Helion's."""
     from helion.autotuner.benchmark_provider import LocalBenchmarkProvider
 
     if enabled() and getattr(search, "_benchmark_provider_cls", None) is LocalBenchmarkProvider:
-        search._benchmark_provider_cls = _shared_provider_class()
+        search._benchmark_provider_cls = _shared_provider_class(rep_ms)
     return search
 
 
