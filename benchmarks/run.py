@@ -145,7 +145,15 @@ STRATEGIES: dict[str, StrategySpec] = {
             "quick",
             35,
             "seeded, each candidate timed for 15 ms in the benchmark worker instead of "
-            "Helion's 50 ms",
+            "Helion's 50 ms: the A/B run at 2abab15 before seeded took it",
+        ),
+        StrategySpec(
+            "seeded-rep50",
+            "seeded-rep50",
+            "quick",
+            45,
+            "seeded, each candidate timed for Helion's 50 ms in the benchmark worker (before "
+            "rule 5)",
         ),
         StrategySpec("lfbo", "lfbo", "quick", 230, "Helion's LFBOTreeSearch, effort quick"),
         StrategySpec("pattern", "pattern", "quick", 190, "Helion's PatternSearch, effort quick"),
@@ -606,6 +614,7 @@ def run_strategy(
     strategies.register("seeded-extend", lambda: SeededSearch("seeded-extend", extend=True))
     strategies.register("seeded-marginal", lambda: SeededSearch("seeded-marginal", marginal=True))
     strategies.register("seeded-rep15", lambda: SeededSearch("seeded-rep15", rep_ms=15))
+    strategies.register("seeded-rep50", lambda: SeededSearch("seeded-rep50", rep_ms=None))
 
     seeds = warm_seeds(bench.results, case) if spec.warm else []
     if spec.warm and not seeds:

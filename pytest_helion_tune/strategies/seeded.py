@@ -106,6 +106,16 @@ Rules (stated, not tuned per kernel):
    every compile that did not fail, compiles the stopped configs again at 30 s.
 4. Final: the default, the probe's best and the search's best four are re-timed interleaved
    on the common timer; the fastest wins, so the result is never slower than the default there.
+5. Search timing: Helion times each candidate in its benchmark worker for 50 ms (Triton's
+   ``do_bench`` ``rep``: about 70 ms a candidate with its warm-up on the H100). The search's own
+   timings only rank candidates, and every decision that returns a config is taken on the common
+   timer (rules 2 and 4), so ``seeded`` times each candidate for ``SEARCH_REP_MS`` (15 ms; 36 ms
+   a candidate): still 75 or more runs of any kernel under 0.2 ms, fewer of a longer one (a
+   median of about 15 at 1 ms). Side by side on 10 cases on the H100, one search each
+   (``benchmarks/results/nvidia-h100-80gb-hbm3/rep_ab.md``): 1.002x LFBO ``quick``'s latency at
+   0.202x its time, against 1.015x at 0.260x with Helion's 50 ms. Applies where the searches
+   share the project's worker (a GPU, ``HELION_TUNE_SHARED_WORKER`` on); ``rep_ms=None`` keeps
+   Helion's.
 """
 
 from __future__ import annotations
@@ -155,6 +165,7 @@ LFBO_PATHS = 2  # rule 3: LFBO's search paths (Helion's ``copies``), from its fa
 VERY_STEEP_GAIN = 0.30  # rule 3: from this gain, ``very_steep_paths`` search paths
 RECHECK = 1.0  # rule 3: LFBO re-benchmarks every member that times under this x the best so far
 REFINEMENTS = ("auto", "lfbo", "climb")  # rule 3; the forced two are measured beside it
+SEARCH_REP_MS = 15  # rule 5: each candidate's timing in Helion's worker, against Helion's 50 ms
 
 # Under the interpreter timings rank nothing: keep every stage to a handful of candidates.
 _INTERPRETER = {
@@ -526,7 +537,7 @@ class SeededSearch:
         recheck: float | None = RECHECK,
         extend: bool = True,
         marginal: bool = True,
-        rep_ms: int | None = None,
+        rep_ms: int | None = SEARCH_REP_MS,
     ) -> None:
         if refine not in REFINEMENTS:
             raise ValueError(f"refine must be one of {', '.join(REFINEMENTS)}, not {refine!r}")
@@ -543,8 +554,8 @@ class SeededSearch:
         self.extend = extend
         # Rule 2b: a lead under GAIN_TO_CONTINUE but over MARGINAL_GAIN goes on with the climb.
         self.marginal = marginal
-        # Each candidate's timing in the shared worker lasts at most this many ms (None:
-        # Helion's 50 ms); measured as ``seeded-rep15`` in benchmarks/run.py, not a default.
+        # Rule 5: each candidate's timing in the shared worker lasts at most this many ms
+        # (None: Helion's 50 ms).
         self.rep_ms = rep_ms
 
     def search(self, problem: SearchProblem) -> SearchOutcome:
