@@ -766,11 +766,13 @@ def test_a_very_steep_probe_gain_gives_lfbo_more_search_paths(
     lifted here so that the rule's own number reaches Helion."""
     monkeypatch.delitem(seeded._INTERPRETER, "copies")
     built: list[int] = []
+    caps: list[Any] = []
 
-    def recording(search: Any) -> Any:
+    def recording(search: Any, *args: Any) -> Any:
+        caps.append(args)
         if type(search).__name__ == "LFBOTreeSearch":
             built.append(search.copies)
-        return attach(search)
+        return attach(search, *args)
 
     attach = seeded.attach
     monkeypatch.setattr(seeded, "attach", recording)
@@ -779,6 +781,7 @@ def test_a_very_steep_probe_gain_gives_lfbo_more_search_paths(
 
     assert_runs(problem, outcome)
     assert built == [copies], built
+    assert caps and all(c == (seeded.SEARCH_REP_MS,) for c in caps), caps  # rule 5, every stage
     assert any(n.startswith("LFBO: 3 search paths") for n in outcome.notes) == (copies == 3)
 
 
@@ -793,10 +796,10 @@ def test_recheck_sets_helions_rebenchmark_threshold_for_the_lfbo_only(
     the kernel's settings are restored after."""
     built: list[tuple[str, Any]] = []
 
-    def recording(search: Any) -> Any:
+    def recording(search: Any, *args: Any) -> Any:
         threshold = search.settings.autotune_rebenchmark_threshold
         built.append((type(search).__name__, threshold))
-        return attach(search)
+        return attach(search, *args)
 
     attach = seeded.attach
     monkeypatch.setattr(seeded, "attach", recording)
@@ -833,7 +836,7 @@ def test_seeded_refinement_cuts_compiles_at_five_times_the_earlier_q90(
 
     built: list[tuple[str, Any, int]] = []
 
-    def recording(search: Any) -> Any:
+    def recording(search: Any, *args: Any) -> Any:
         built.append(
             (
                 type(search).__name__,
@@ -841,7 +844,7 @@ def test_seeded_refinement_cuts_compiles_at_five_times_the_earlier_q90(
                 search.settings.autotune_compile_timeout,
             )
         )
-        return attach(search)
+        return attach(search, *args)
 
     monkeypatch.setattr(seeded.monitor, "compile_times", gpu_probe_times)
     attach = seeded.attach
@@ -873,9 +876,9 @@ def test_a_climb_step_s_compile_cut_comes_from_every_batch_before_it(
 
     built: list[tuple[str, int]] = []
 
-    def recording(search: Any) -> Any:
+    def recording(search: Any, *args: Any) -> Any:
         built.append((type(search).__name__, search.settings.autotune_compile_timeout))
-        return attach(search)
+        return attach(search, *args)
 
     monkeypatch.setattr(seeded.monitor, "compile_times", gpu_times)
     attach = seeded.attach
