@@ -25,7 +25,6 @@ fastest of the whole search. Timings are Helion's, as in the search. Usage::
 from __future__ import annotations
 
 import argparse
-import ast
 import csv
 import json
 import re
@@ -33,19 +32,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pytest_helion_tune.monitor import config_from_repr
+
 MIN_IMPROVEMENT = 0.005  # seeded.MIN_IMPROVEMENT
 CLIMB_STEPS_MAX = 4  # seeded.CLIMB_STEPS_MAX
 CLIMB = re.compile(r"^(?P<stem>.+)-climb(?P<step>\d+)\.csv$")
 
 
-def _config_key(text: str) -> str:
-    """A canonical text of ``Config(a=1, b=[2])`` or of a result's config dict."""
-    if text.startswith("Config(") and text.endswith(")"):
-        call = ast.parse(text, mode="eval").body
-        assert isinstance(call, ast.Call)
-        fields = {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords if kw.arg}
-        return json.dumps(fields, sort_keys=True)
-    return json.dumps(json.loads(text), sort_keys=True)
+def _config_key(config: dict[str, Any]) -> str:
+    """A canonical text of a config: a result's dict, or a log's repr read by
+    ``monitor.config_from_repr``."""
+    return json.dumps(config, sort_keys=True)
 
 
 def _stage(path: Path) -> tuple[dict[str, float], float]:
@@ -58,7 +55,7 @@ def _stage(path: Path) -> tuple[dict[str, float], float]:
                 last = max(last, float(row["timestamp_s"]))
             if row.get("status") != "ok" or row.get("perf_ms") in ("", "inf", None):
                 continue
-            key = _config_key(row["config"])
+            key = _config_key(config_from_repr(row["config"]))
             ms = float(row["perf_ms"])
             times[key] = min(ms, times.get(key, ms))
     return times, last
@@ -78,6 +75,7 @@ def replay(stem: Path, result: dict[str, Any]) -> dict[str, Any]:
         if (m := CLIMB.match(p.name))
     )
     seen = dict(earlier)
+    first_step: dict[str, int] = {}  # each config's first climb step, where not benchmarked before
     rows: list[dict[str, Any]] = []
     here_stop = best_stop = None
     for step, path in steps:
@@ -109,13 +107,14 @@ def replay(stem: Path, result: dict[str, Any]) -> dict[str, Any]:
         if best_stop is None and not goes_on_best:
             best_stop = step
         for key, ms in times.items():
+            if key not in seen:
+                first_step[key] = step
             seen[key] = min(ms, seen.get(key, ms))
     ran = len(steps)
     best_stop = best_stop or ran
     skipped = [r for r in rows if r["step"] > best_stop]
-    chosen = _config_key(json.dumps(result.get("config", {})))
-    first_step = next((r for r in rows if chosen in _stage(steps[r["step"] - 1][1])[0]), None)
-    found_after = first_step is not None and first_step["step"] > best_stop
+    chosen = _config_key(result.get("config", {}))
+    found_after = first_step.get(chosen, 0) > best_stop
     return {
         "search": stem.name,
         "steps_run": ran,
