@@ -249,7 +249,7 @@ def test_jobs_that_kill_the_worker_in_a_row_stop_the_search(fresh_worker: None) 
             shared.run(functools.partial(os._exit, 3), timeout=120)
         assert shared.deaths_in_a_row == expected
 
-    provider = worker._shared_provider_class().__new__(worker._shared_provider_class())
+    provider = worker._shared_provider_class(None).__new__(worker._shared_provider_class(None))
     provider._benchmark_worker = shared
     provider.log = type("Log", (), {"warning": lambda self, message: None})()
     provider.set_budget_exceeded_fn(lambda: False)

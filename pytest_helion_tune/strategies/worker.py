@@ -182,7 +182,7 @@ def enabled() -> bool:
 
 
 @functools.cache
-def _shared_provider_class(rep_ms: int | None = None) -> Any:
+def _shared_provider_class(rep_ms: int | None) -> Any:
     from helion.autotuner.benchmark_provider import LocalBenchmarkProvider
 
     class SharedWorkerProvider(LocalBenchmarkProvider):  # type: ignore[misc]
