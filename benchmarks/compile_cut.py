@@ -33,8 +33,16 @@ from pytest_helion_tune.strategies.seeded import refine_compile_timeout  # noqa:
 
 STAGES = ("seeds", "probe", "combine", "climb1", "climb2", "climb3", "climb4", "lfbo")
 _NAME = re.compile(r"(.+?)__(.+)-(" + "|".join(STAGES) + r")$")
-# (first batch, x q90 of earlier batches, least): until session 8, then since
-RULES = ((30.0, 10.0, 10.0), (10.0, 10.0, 10.0), (10.0, 5.0, 5.0), (10.0, 3.0, 3.0))
+# (first batch, x q90 of earlier batches, least): until session 8, sessions 8-13, since session
+# 14, and tighter ones
+RULES = (
+    (30.0, 10.0, 10.0),
+    (10.0, 10.0, 10.0),
+    (10.0, 5.0, 5.0),
+    (5.0, 5.0, 5.0),
+    (10.0, 3.0, 3.0),
+    (3.0, 3.0, 3.0),
+)
 
 Row = tuple[int, float | None, float, str]  # generation, ms (None unless ok), compile s, status
 

@@ -42,6 +42,7 @@ COLORS = {
     "seeded-paths3": "#9edae5",
     "seeded-recheck": "#c5b0d5",
     "seeded-extend": "#98df8a",
+    "seeded-polish": "#ffbb78",
     "lfbo": "#d62728",
     "lfbo-full": "#9467bd",
     "pattern": "#2ca02c",

@@ -155,6 +155,14 @@ STRATEGIES: dict[str, StrategySpec] = {
             "seeded, each candidate timed for Helion's 50 ms in the benchmark worker (before "
             "rule 5)",
         ),
+        StrategySpec(
+            "seeded-polish",
+            "seeded-polish",
+            "quick",
+            60,
+            "seeded, up to 2 climb steps from its LFBO refinement's best (rule 3b), not yet "
+            "measured",
+        ),
         StrategySpec("lfbo", "lfbo", "quick", 230, "Helion's LFBOTreeSearch, effort quick"),
         StrategySpec("pattern", "pattern", "quick", 190, "Helion's PatternSearch, effort quick"),
         StrategySpec("random", "random", "quick", 150, "Helion's RandomSearch, effort quick"),
@@ -615,6 +623,7 @@ def run_strategy(
     strategies.register("seeded-marginal", lambda: SeededSearch("seeded-marginal", marginal=True))
     strategies.register("seeded-rep15", lambda: SeededSearch("seeded-rep15", rep_ms=15))
     strategies.register("seeded-rep50", lambda: SeededSearch("seeded-rep50", rep_ms=None))
+    strategies.register("seeded-polish", lambda: SeededSearch("seeded-polish", polish_steps=2))
 
     seeds = warm_seeds(bench.results, case) if spec.warm else []
     if spec.warm and not seeds:

@@ -824,7 +824,7 @@ def test_seeded_refinement_cuts_compiles_at_five_times_the_earlier_q90(
 ) -> None:
     """Rule 3: the refinement's LFBOTreeSearch gets a compile-timeout floor from the compile times
     of the batches before it, and every batch after the first its compile timeout; the first
-    batch gets 10 s, not Helion's 60 s default. The interpreter compiles nothing ahead,
+    batch gets 5 s, not Helion's 60 s default. The interpreter compiles nothing ahead,
     so its CSV logs carry no compile times: a GPU probe's times (0.2 s, one at 1.5 s) stand in
     for them here. The search objects are Helion's own, built with whatever they accept; a
     misspelt keyword would be dropped. The kernel's settings are restored after."""
@@ -857,7 +857,7 @@ def test_seeded_refinement_cuts_compiles_at_five_times_the_earlier_q90(
     assert read[0] == [] and read[1] == ["add-seeds.csv"], read  # the seeds' cut, the probe's
     assert {"add-seeds.csv", "add-probe.csv"} <= set(read[-1]), read  # what LFBO's cut read
     assert "add-lfbo.csv" not in read[-1], read
-    assert built[0] == ("FiniteSearch", None, 10), built  # the seeds: nothing known yet
+    assert built[0] == ("FiniteSearch", None, 5), built  # the seeds: nothing known yet
     assert built[1] == ("FiniteSearch", None, 8), built  # the probe: 5x the seeds' q90, 7.5 s
     assert ("LFBOTreeSearch", 7.5, 8) in built, built
     assert problem.bound.settings.autotune_compile_timeout == before
@@ -866,7 +866,7 @@ def test_seeded_refinement_cuts_compiles_at_five_times_the_earlier_q90(
 def test_a_climb_step_s_compile_cut_comes_from_every_batch_before_it(
     tmp_path: Path, whole_probe: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Cold, the probe is the first batch (10 s); every later batch, each climb step included,
+    """Cold, the probe is the first batch (5 s); every later batch, each climb step included,
     gets 5x the earlier batches' q90 (GPU-like times stand in: the interpreter logs none)."""
     read: list[list[str]] = []
 
@@ -887,7 +887,7 @@ def test_a_climb_step_s_compile_cut_comes_from_every_batch_before_it(
     seeded.SeededSearch(extend=False).search(problem)
 
     assert (tmp_path / "logs" / "add-climb1.csv").exists()
-    assert built[0] == ("FiniteSearch", 10), built
+    assert built[0] == ("FiniteSearch", 5), built
     assert len(built) >= 3 and all(b == ("FiniteSearch", 15) for b in built[1:]), built
     assert all("add-probe.csv" in r for r in read[1:]), read
 
@@ -1005,6 +1005,29 @@ def test_seeded_runs_lfbo_where_the_probe_gained_ten_percent_or_more(
     assert any(n.startswith("refinement: lfbo (") for n in outcome.notes), outcome.notes
     logs = tmp_path / "logs"
     assert (logs / "add-lfbo.csv").exists() and not list(logs.glob("add-climb*.csv"))
+
+
+def test_seeded_polish_climbs_from_the_lfbo_refinements_best(
+    tmp_path: Path, whole_probe: None
+) -> None:
+    """Rule 3b: the probe's block 64 is 33% ahead of the default's 32, so LFBO refines (one
+    generation under the interpreter, which need not reach 256); two climb steps from LFBO's best
+    then reach block 256 whatever LFBO found, and their CSV logs follow LFBO's."""
+    problem = add_problem(None, (), timer=BlockTimer(256), log_path=str(tmp_path / "logs" / "add"))
+    outcome = seeded.SeededSearch(extend=False, polish_steps=2).search(problem)
+
+    assert_runs(problem, outcome)
+    assert outcome.config["block_sizes"] == [256]
+    assert any(n.startswith("refinement: lfbo (") for n in outcome.notes), outcome.notes
+    polish = next(n for n in outcome.notes if n.startswith("polish:"))
+    assert polish.startswith("polish: 2 climb step(s) at most from LFBO's best"), polish
+    logs = tmp_path / "logs"
+    assert (logs / "add-lfbo.csv").exists() and (logs / "add-polish-climb1.csv").exists()
+    lfbo_configs = {text for _ms, text in monitor.finished([logs / "add-lfbo.csv"])}
+    polish_configs = {text for _ms, text in monitor.finished([logs / "add-polish-climb1.csv"])}
+    assert len(polish_configs - lfbo_configs) >= 1  # it benchmarked what LFBO had not
+    with pytest.raises(ValueError, match="polish_steps must be 0 or more, not -1"):
+        seeded.SeededSearch(polish_steps=-1)
 
 
 def test_refinement_rule() -> None:
@@ -1346,7 +1369,7 @@ def read_rows(path: Path) -> list[dict[str, str]]:
 def test_a_batch_whose_default_compile_was_cut_compiles_it_again_at_helions_floor(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The first batch's 10 s cut stops the default config's compile (a slow host, a large
+    """The first batch's 5 s cut stops the default config's compile (a slow host, a large
     kernel): the configs the cut stopped go again at 30 s, so the baseline is not lost. The
     interpreter compiles nothing ahead and writes no timeouts, so Helion's batch is replaced by
     one that writes the CSV rows an H100 run would (a GPU compile timeout cannot happen here)."""
@@ -1373,9 +1396,9 @@ def test_a_batch_whose_default_compile_was_cut_compiles_it_again_at_helions_floo
     base = tmp_path / "logs" / "add-probe"
     seeded.SeededSearch()._finite(problem, [default, other], base, outcome, 0.0)
 
-    assert calls[0][0] == 10 and calls[1] == (30, [seeded._canonical_id(default)] * 2), calls
+    assert calls[0][0] == 5 and calls[1] == (30, [seeded._canonical_id(default)] * 2), calls
     assert outcome.notes == [
-        "probe: 1 compiles cut at 10 s, the default's among them; compiled again at 30 s"
+        "probe: 1 compiles cut at 5 s, the default's among them; compiled again at 30 s"
     ]
     assert [text for _ms, text in monitor.finished([base.with_suffix(".csv")])] == [
         str(other),
@@ -1393,11 +1416,11 @@ def test_a_batch_whose_default_compile_was_cut_compiles_it_again_at_helions_floo
     settings = problem.bound.settings
     users = settings.autotune_compile_timeout
     try:
-        settings.autotune_compile_timeout = 8
+        settings.autotune_compile_timeout = 4
         seeded.SeededSearch()._finite(problem, [other], tmp_path / "logs" / "add-y", outcome, 0.0)
     finally:
         settings.autotune_compile_timeout = users
-    assert calls == [(8, [seeded._canonical_id(other)] * 2)] and outcome.notes == []
+    assert calls == [(4, [seeded._canonical_id(other)] * 2)] and outcome.notes == []
     # Nothing finished in a later batch (no default in it): the stopped configs go again too.
     calls.clear()
     base = tmp_path / "logs" / "add-climb1"

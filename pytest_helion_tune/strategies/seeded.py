@@ -95,15 +95,28 @@ Rules (stated, not tuned per kernel):
    Compiles, in every batch (seeds, probe, combine, climb steps, LFBO): a candidate's compile is
    cut off at ``REFINE_COMPILE_TIMEOUT_PER_Q90`` (5) times the 90th percentile of the compile
    times of the batches before it, never under ``REFINE_COMPILE_TIMEOUT_MIN_S`` (5 s) nor over
-   Helion's adaptive floor of 30 s; the first batch at ``FIRST_BATCH_COMPILE_TIMEOUT_S`` (10 s).
+   Helion's adaptive floor of 30 s; the first batch at ``FIRST_BATCH_COMPILE_TIMEOUT_S`` (5 s,
+   the least of the later cut; 10 s until session 14).
    Helion's own timeout is 60 s; one the user raised above that is left alone. A batch waits
    for its slowest compile: in the H100 logs of ``benchmarks/results/nvidia-h100-80gb-hbm3/``,
    9 of 7559 compiles took over 10 s and none of those configs came near its search's best, and
    no config within 10% of its case's best took over 2.65 s to compile. Replayed over the 64
    searches of ``seeded`` logged there (``benchmarks/compile_cut.py``), this rule waits 472 s
    where the one before (30 s first, then 10x q90 from 10 s) waited 599 s, and cuts no config
-   within 50% of its case's best. A batch whose cut stopped the default config's compile, or
-   every compile that did not fail, compiles the stopped configs again at 30 s.
+   within 50% of its case's best. The first batch's 5 s, replayed over the 172 searches logged
+   there by session 14: 41 s less waiting, no config within 10% of its case's best cut; 5 s of
+   each warm search of softmax 1024x65536 and 128x131072 (30-40 s in all), whose seeds batch
+   waited out the 10 s on two seeds from the family's short rows (a whole row a program, 4 warps)
+   that do not compile for a 64K-128K row. A batch whose cut stopped the default config's
+   compile, or every compile that did not fail, compiles the stopped configs again at 30 s.
+3b. Polish (``polish_steps``, off: not yet measured on the GPU): after LFBO refines, up to
+   ``polish_steps`` climb steps from its best, as rule 3's climb, their best three among the
+   finalists. On the H100 the LFBO refinement of matmul 2047x2049x1023 (from a +45% probe) ended
+   on [128, 128, 64] and [128, 128, 128] tiles in two of three searches at 2b06c84 (1.178x and
+   1.148x LFBO ``quick``'s latency) and on LFBO's [128, 128, 256] with 16 warps in one (1.001x);
+   the two misses never benchmarked a [128, 128, 256] tile, which is one or two block-size and
+   warp-count pairs away from where they ended (``cold_repeat.md``). ``seeded-polish`` in
+   ``benchmarks/run.py`` (2 steps) is the A/B.
 4. Final: the default, the probe's best and the search's best four are re-timed interleaved
    on the common timer; the fastest wins, so the result is never slower than the default there.
 5. Search timing: Helion times each candidate in its benchmark worker for 50 ms (Triton's
@@ -157,7 +170,7 @@ COMBINE_MAX = 4  # configs joining the best 2, 3, ... of the probe's improving c
 BUDGET_LEFT_TO_GO_ON_S = 5.0  # below this, neither the combine batch nor the refinement starts
 REFINE_COMPILE_TIMEOUT_MIN_S = COMPILE_TIMEOUT_MIN_S  # 5 s; monitor reads timeouts by it
 REFINE_COMPILE_TIMEOUT_PER_Q90 = 5.0
-FIRST_BATCH_COMPILE_TIMEOUT_S = 10.0  # no compile times known yet
+FIRST_BATCH_COMPILE_TIMEOUT_S = REFINE_COMPILE_TIMEOUT_MIN_S  # no compile times known yet
 HELION_COMPILE_TIMEOUT_FLOOR_S = 30.0  # Helion 1.5's adaptive floor: the cut never raises it
 CLIMB_STEPS_MAX = 4
 STEEP_GAIN = 0.10  # rule 3: from this gain of the probe's best over the start, LFBO refines
@@ -538,6 +551,7 @@ class SeededSearch:
         extend: bool = True,
         marginal: bool = True,
         rep_ms: int | None = SEARCH_REP_MS,
+        polish_steps: int = 0,
     ) -> None:
         if refine not in REFINEMENTS:
             raise ValueError(f"refine must be one of {', '.join(REFINEMENTS)}, not {refine!r}")
@@ -557,6 +571,11 @@ class SeededSearch:
         # Rule 5: each candidate's timing in the shared worker lasts at most this many ms
         # (None: Helion's 50 ms).
         self.rep_ms = rep_ms
+        # Rule 3b (off until measured): after LFBO refines, up to this many climb steps from its
+        # best, each a probe of one-step neighbours and block-size/warp pairs.
+        if polish_steps < 0:
+            raise ValueError(f"polish_steps must be 0 or more, not {polish_steps}")
+        self.polish_steps = polish_steps
 
     def search(self, problem: SearchProblem) -> SearchOutcome:
         start = time.perf_counter()
@@ -683,6 +702,26 @@ class SeededSearch:
                 found, top = self._lfbo(
                     problem, outcome, logs, finished[:5], trim, base, start, paths
                 )
+                if self.polish_steps and found is not None:  # rule 3b
+                    lfbo_log = base.with_name(base.name + "-lfbo")
+                    known.update((_canonical_id(c), c) for _ms, c in _timed([lfbo_log]))
+                    polished, more = self._climb(
+                        problem,
+                        outcome,
+                        known,
+                        found,
+                        probe_size(problem, warm_start),
+                        base.with_name(base.name + "-polish"),
+                        start,
+                        self.polish_steps,
+                        [*logs, lfbo_log],
+                    )
+                    moved = _canonical_id(polished) != _canonical_id(found)
+                    notes.append(
+                        f"polish: {self.polish_steps} climb step(s) at most from LFBO's best; "
+                        + ("it found a faster config" if moved else "nothing faster")
+                    )
+                    top = [*top, polished, *more[:2]]
             final_pool = _unique([contenders[0], contenders[best], found, *top])
             # Rule 2b decides against what the early stop compared with: the start (or, where it
             # did not run, the contender that stood in for it), re-timed beside the finalists.
