@@ -31,8 +31,14 @@ if str(ROOT) not in sys.path:  # run as a script: the package may not be install
 
 from pytest_helion_tune.strategies.seeded import refine_compile_timeout  # noqa: E402
 
-STAGES = ("seeds", "probe", "combine", "climb1", "climb2", "climb3", "climb4", "lfbo")
-_NAME = re.compile(r"(.+?)__(.+)-(" + "|".join(STAGES) + r")$")
+# In the order a search runs them; rule 3b's polish climbs (``-polish-climbN``) follow LFBO.
+STAGES = (
+    *("seeds", "probe", "combine", "climb1", "climb2", "climb3", "climb4", "lfbo"),
+    *(f"polish-climb{k}" for k in range(1, 5)),
+)
+# The shortest strategy that leaves a stage: ``seeded_warm-climb1``, ``seeded_polish-polish-climb1``
+# and the older ``seeded-warm-climb1`` (before ``-`` was written ``_``).
+_NAME = re.compile(r"(.+?)__(.+?)-(" + "|".join(STAGES) + r")$")
 # (first batch, x q90 of earlier batches, least): until session 8, sessions 8-13, since session
 # 14, and tighter ones
 RULES = (

@@ -749,7 +749,14 @@ def test_compile_cut_replays_a_rule_and_names_the_good_config_it_would_lose(
         HELION_CSV_HEADER + "r,1,e,0,ok,0.40,0.1,C\n"
     )  # no seeded stage
 
+    # Rule 3b's polish climb after LFBO is a stage of its search, not a search of its own.
+    (logs / "k__seeded_polish-lfbo.csv").write_text(HELION_CSV_HEADER + "r,1,f,0,ok,0.95,0.2,C\n")
+    (logs / "k__seeded_polish-polish-climb1.csv").write_text(
+        HELION_CSV_HEADER + "r,1,g,0,ok,0.90,0.3,C\n"
+    )
     found = compile_cut.searches([logs])
+    assert sorted(found[(str(logs), "k", "seeded_polish")]) == ["lfbo", "polish-climb1"]
+    del found[(str(logs), "k", "seeded_polish")]
     assert list(found) == [(str(logs), "k", "seeded")]
     # The probe is the first batch (the cut itself), the climb step waits for its 1.0 s compile.
     assert compile_cut.replay(found, (10.0, 5.0, 5.0), 0.10) == (11.0, [])
