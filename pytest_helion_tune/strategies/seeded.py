@@ -699,29 +699,23 @@ class SeededSearch:
                     notes.append(
                         f"LFBO: {paths} search paths (the probe gained {VERY_STEEP_GAIN * 100:.0f}%+)"
                     )
-                found, top = self._lfbo(
+                found, lfbo_log = self._lfbo(
                     problem, outcome, logs, finished[:5], trim, base, start, paths
                 )
+                lfbo_timed = _timed([lfbo_log])
+                top = [config for _ms, config in lfbo_timed[:4]]
                 if self.polish_steps and found is not None:  # rule 3b
-                    lfbo_log = base.with_name(base.name + "-lfbo")
-                    known.update((_canonical_id(c), c) for _ms, c in _timed([lfbo_log]))
-                    polished, more = self._climb(
+                    known.update((_canonical_id(c), c) for _ms, c in lfbo_timed)
+                    top += self._polish(
                         problem,
                         outcome,
                         known,
                         found,
                         probe_size(problem, warm_start),
-                        base.with_name(base.name + "-polish"),
+                        base,
                         start,
-                        self.polish_steps,
                         [*logs, lfbo_log],
                     )
-                    moved = _canonical_id(polished) != _canonical_id(found)
-                    notes.append(
-                        f"polish: {self.polish_steps} climb step(s) at most from LFBO's best; "
-                        + ("it found a faster config" if moved else "nothing faster")
-                    )
-                    top = [*top, polished, *more[:2]]
             final_pool = _unique([contenders[0], contenders[best], found, *top])
             # Rule 2b decides against what the early stop compared with: the start (or, where it
             # did not run, the contender that stood in for it), re-timed beside the finalists.
@@ -824,9 +818,9 @@ class SeededSearch:
         base: Path,
         start: float,
         paths: int,
-    ) -> tuple[Any, list[Any]]:
+    ) -> tuple[Any, Path]:
         """Rule 3: Helion's LFBOTreeSearch from the probe's best (pinned), ``paths`` search paths;
-        its best and the four fastest it benchmarked."""
+        its best and its log (``_timed`` reads what it benchmarked)."""
         elapsed = time.perf_counter() - start
         remaining = None if problem.budget_s is None else problem.budget_s - elapsed
         lfbo_log = base.with_name(base.name + "-lfbo")
@@ -858,7 +852,38 @@ class SeededSearch:
             if self.recheck is not None:
                 settings.autotune_rebenchmark_threshold = self.recheck
             found = self._run_helion(problem, "LFBOTreeSearch", kwargs, lfbo_log, outcome, elapsed)
-        return found, _best([lfbo_log], 4)
+        return found, lfbo_log
+
+    def _polish(
+        self,
+        problem: SearchProblem,
+        outcome: SearchOutcome,
+        known: dict[str, Any],
+        found: Any,
+        cap: int,
+        base: Path,
+        start: float,
+        earlier: Sequence[Path],
+    ) -> list[Any]:
+        """Rule 3b: up to ``polish_steps`` climb steps from LFBO's best (logs ``-polish-climbN``);
+        the climb's last best and its two fastest, for the finalists."""
+        polished, more = self._climb(
+            problem,
+            outcome,
+            known,
+            found,
+            cap,
+            base.with_name(base.name + "-polish"),
+            start,
+            self.polish_steps,
+            earlier,
+        )
+        moved = _canonical_id(polished) != _canonical_id(found)
+        outcome.notes.append(
+            f"polish: {self.polish_steps} climb step(s) at most from LFBO's best; "
+            + ("it found a faster config" if moved else "nothing faster")
+        )
+        return [polished, *more[:2]]
 
     def _climb(
         self,
