@@ -158,17 +158,24 @@ def compile_times(paths: Iterable[Path]) -> list[float]:
     return found
 
 
-def compile_timeouts(paths: Iterable[Path]) -> list[str]:
-    """The config text of every candidate whose compile was cut off in these CSV logs: a
-    "timeout" row of at least ``COMPILE_TIMEOUT_MIN_S`` (see ``compile_times``)."""
-    found: list[str] = []
+def compile_outcomes(paths: Iterable[Path]) -> list[tuple[str, float | None]]:
+    """(config text, cut) of every candidate with a final row in these CSV logs: ``cut`` is the
+    timeout in seconds where a compile timeout cut it off (a "timeout" of at least
+    ``COMPILE_TIMEOUT_MIN_S``, see ``compile_times``), ``None`` where its compile ended (whatever
+    the benchmark then said)."""
+    found: list[tuple[str, float | None]] = []
     for row in _complete_rows(paths):
-        if len(row) < 8:
+        if len(row) < 8 or row[4] == "started":
             continue
         with contextlib.suppress(ValueError):
-            if _compile_cut_off(row, float(row[6])):
-                found.append(row[7])
+            seconds = float(row[6]) if row[6] else 0.0
+            found.append((row[7], seconds if _compile_cut_off(row, seconds) else None))
     return found
+
+
+def compile_timeouts(paths: Iterable[Path]) -> list[str]:
+    """The config text of every candidate whose compile was cut off in these CSV logs."""
+    return [text for text, cut in compile_outcomes(paths) if cut is not None]
 
 
 def config_from_repr(text: str) -> dict[str, Any]:

@@ -769,6 +769,42 @@ def test_compile_cut_replays_a_rule_and_names_the_good_config_it_would_lose(
     assert compile_cut.main([str(tmp_path / "missing")]) == 2
 
 
+def test_dead_ends_replays_rule_6_over_stage_logs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Hand-written stage logs in Helion 1.5.0's layout: the probe has two configs with a 131072
+    loop cut off at 9 s; the climb step after it proposes that loop again twice (both cut off, one
+    of them the slowest compile of its batch) and a fast config without it. Rule 6 leaves both
+    out, saves the 9 s wait down to the kept compile's 1 s, and loses nothing that finished."""
+    from benchmarks import dead_ends
+
+    def row(key: str, status: str, ms: str, seconds: float, loop: int, warps: int) -> str:
+        return f'r,1,{key},0,{status},{ms},{seconds},"Config(reduction_loops=[{loop}], num_warps={warps})"\n'
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "k__seeded_warm-probe.csv").write_text(
+        HELION_CSV_HEADER
+        + row("a", "ok", "1.0", 0.5, 4096, 4)
+        + row("b", "timeout", "", 9.0, 131072, 4)
+        + row("c", "timeout", "", 9.0, 131072, 8)
+    )
+    (logs / "k__seeded_warm-climb1.csv").write_text(
+        HELION_CSV_HEADER
+        + row("a", "ok", "0.9", 0.5, 4096, 4)
+        + row("d", "ok", "0.8", 1.0, 8192, 8)
+        + row("e", "timeout", "", 9.0, 131072, 16)
+        + row("f", "timeout", "", 9.0, 131072, 4)
+    )
+    result = dead_ends.replay(dead_ends.searches([logs]), 0.10)
+    assert (result.searches, result.batches_shaped) == (1, 2)
+    assert (result.left_out, result.left_out_cut, result.saved_s) == (2, 2, 8.0)
+    assert result.lost == [] and result.by_search == ["k/seeded_warm: 2 left out, 8.0 s"]
+    assert dead_ends.main([str(logs)]) == 0
+    assert "leaves out 2 configs, 2 of them cut off" in capsys.readouterr().out
+    assert dead_ends.main([str(tmp_path / "missing")]) == 2
+
+
 def test_stop_gate_replays_the_early_stop_with_helions_timer(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -939,6 +939,83 @@ def test_compile_times_read_from_a_helion_csv(tmp_path: Path) -> None:
     # The 30.02 s and 5.01 s timeouts are compiles cut off (seeded's least cut is 5 s); the
     # 0.85 s one a benchmark that timed out.
     assert monitor.compile_times([log, tmp_path / "missing.csv"]) == [0.40, 1.25, 0.85]
+    assert monitor.compile_outcomes([log]) == [
+        ("Config(num_warps=4)", None),
+        ("Config(num_warps=8)", None),  # a failed compile ended: not cut off
+        ("Config(num_warps=2)", None),
+        ("Config(num_warps=32)", 30.02),
+        ("Config(num_warps=16)", None),  # the benchmark timed out, after its compile
+        ("Config(num_warps=1)", 5.01),
+    ]
+    assert monitor.compile_timeouts([log]) == ["Config(num_warps=32)", "Config(num_warps=1)"]
+
+
+def test_dead_ends_are_values_only_ever_cut_off_at_the_coming_cut_or_longer() -> None:
+    """Rule 6 on the shape of the H100's warm row_sum 128x262144 search (hand-written configs): a
+    131072-wide reduction loop was cut off with blocks of 2 and 4 and with 4 and 8 warps, and
+    compiled with block 1 and 16 warps. Dead: the loop with a block of 2 and with 8 warps (two
+    cuts each, never compiled); not the loop alone, nor the loop with 32 warps (never tried).
+    One cut is not enough, and a cut shorter than the coming batch's says nothing."""
+    loop = {"block_sizes": [2], "reduction_loops": [131072], "num_warps": 4}
+    outcomes: list[tuple[dict[str, Any], float | None]] = [
+        ({"block_sizes": [1], "reduction_loops": [None], "num_warps": 4}, None),
+        ({"block_sizes": [1], "reduction_loops": [None], "num_warps": 8}, None),
+        ({**loop, "block_sizes": [1], "num_warps": 16}, None),
+        ({**loop, "num_warps": 8}, 12.0),
+        ({**loop, "num_warps": 16}, 12.0),
+        ({**loop, "block_sizes": [4], "num_warps": 8}, 12.0),
+    ]
+    dead = seeded.dead_ends(outcomes, 9.4)
+    assert seeded.shown_dead_ends(dead) == [
+        "block_sizes[0]=2",
+        "num_warps=8 & reduction_loops[0]=131072",
+    ]
+    assert seeded.doomed({**loop, "num_warps": 16}, dead)  # block 2
+    assert seeded.doomed({**loop, "block_sizes": [1], "num_warps": 8}, dead)
+    assert not seeded.doomed({**loop, "block_sizes": [1], "num_warps": 32}, dead)
+    assert not seeded.doomed({**loop, "block_sizes": [1], "reduction_loops": [None]}, dead)
+    assert seeded.dead_ends(outcomes, 12.0) == dead
+    assert seeded.dead_ends(outcomes, 12.5) == set()  # Helion would wait 13 s, not 12
+    assert seeded.dead_ends(outcomes[:4], 9.4) == set()  # one cut only
+    assert not seeded.doomed(loop, set())
+
+
+def test_the_climb_leaves_out_a_value_whose_compiles_were_all_cut_off(
+    tmp_path: Path, whole_probe: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rule 6 in a search: the probe's log is made to say that two configs with block 128 were
+    cut off at 30 s (the interpreter compiles nothing ahead, so none is cut off here), and the
+    climb from block 64 proposes no block 128, which it otherwise finds and ends on (checked
+    with the rule off). The note names the value."""
+    outcomes = seeded.monitor.compile_outcomes
+    slow = [
+        ("Config(block_sizes=[128], num_warps=4)", 30.0),
+        ("Config(block_sizes=[128], num_warps=8)", 30.0),
+    ]
+
+    def cut_in_the_probe(paths: Any) -> list[tuple[str, float | None]]:
+        paths = list(paths)
+        real = outcomes(paths)
+        return real + slow if any(Path(p).name == "add-probe.csv" for p in paths) else real
+
+    monkeypatch.setattr(seeded.monitor, "compile_outcomes", cut_in_the_probe)
+    results = {}
+    for skip in (True, False):
+        logs = tmp_path / str(skip)
+        problem = add_problem(None, (), timer=GentleTimer(), log_path=str(logs / "add"))
+        outcome = seeded.SeededSearch(extend=False, skip_dead_ends=skip).search(problem)
+        climbed = {r["config"] for r in read_rows(logs / "add-climb1.csv")}
+        results[skip] = (outcome, any("block_sizes=[128]" in c for c in climbed))
+    (kept, proposed), (plain, proposed_without) = results[True], results[False]
+    assert proposed_without and plain.config["block_sizes"] == [128]
+    assert not proposed and kept.config["block_sizes"] == [64]
+    assert_runs(problem, kept)
+    said = [n for n in kept.notes if "leaves out" in n]
+    assert said == [
+        "climb1: leaves out neighbours with `block_sizes[0]=128` (compiles cut off 2+ times, "
+        "never compiled; rule 6)"
+    ], kept.notes
+    assert not any("leaves out" in n for n in plain.notes)
 
 
 def test_seeded_climb_probes_again_from_each_better_config(

@@ -129,12 +129,23 @@ Rules (stated, not tuned per kernel):
    0.202x its time, against 1.015x at 0.260x with Helion's 50 ms. Applies where the searches
    share the project's worker (a GPU, ``HELION_TUNE_SHARED_WORKER`` on); ``rep_ms=None`` keeps
    Helion's.
+6. Compile dead ends (``skip_dead_ends``, on; ``skip_dead_ends=False`` turns it off): the probe and each
+   climb step leave out the neighbours that carry a field value (one entry of a list field)
+   whose compile was cut off in ``DEAD_END_TIMEOUTS`` (2) or more configs of this search, at a
+   timeout at least as long as the coming batch's, and that no config whose compile ended
+   carried. Such a neighbour would wait out the cut again, and a batch waits for its slowest
+   compile. On the H100 the warm search of row_sum 128x262144 (57.9 s, 0.571x LFBO ``quick``'s
+   time) proposed ``reduction_loops=[131072]`` in 21 configs over its probe and four climb
+   steps, 3-5 a batch, and every one was cut at 5-12 s: about 40 s of its time.
+   ``benchmarks/dead_ends.py`` replays the rule over the logged searches.
 """
 
 from __future__ import annotations
 
 import contextlib
 import inspect
+import itertools
+import math
 import os
 import random
 import statistics
@@ -178,6 +189,7 @@ LFBO_PATHS = 2  # rule 3: LFBO's search paths (Helion's ``copies``), from its fa
 VERY_STEEP_GAIN = 0.30  # rule 3: from this gain, ``very_steep_paths`` search paths
 RECHECK = 1.0  # rule 3: LFBO re-benchmarks every member that times under this x the best so far
 REFINEMENTS = ("auto", "lfbo", "climb")  # rule 3; the forced two are measured beside it
+DEAD_END_TIMEOUTS = 2  # rule 6: a value cut off this often, never compiled, is left out
 SEARCH_REP_MS = 15  # rule 5: each candidate's timing in Helion's worker, against Helion's 50 ms
 
 # Under the interpreter timings rank nothing: keep every stage to a handful of candidates.
@@ -229,6 +241,85 @@ def refine_compile_timeout(
 def compile_cut(earlier: Sequence[Path]) -> float | None:
     """Rule 3's compile timeout from the compile times in the CSV logs of these batches."""
     return refine_compile_timeout(monitor.compile_times(log.with_suffix(".csv") for log in earlier))
+
+
+FieldValue = tuple[str, int | None, str]  # (field, list position or None, repr of the value)
+Feature = tuple[FieldValue, ...]  # one field value, or two that a config carries together
+
+
+def field_values(config: dict[str, Any]) -> list[FieldValue]:
+    """A config's field values; list fields (one entry per load, loop or block) entry by entry."""
+    out: list[FieldValue] = []
+    for key, value in sorted(config.items()):
+        if isinstance(value, list):
+            out.extend((key, j, repr(v)) for j, v in enumerate(value))
+        else:
+            out.append((key, None, repr(value)))
+    return out
+
+
+def features(config: dict[str, Any]) -> set[Feature]:
+    """Each field value of a config, and each pair of them: a compile can be slow for one value
+    (a long unrolled loop) or for two together (that loop with few warps, or a larger block)."""
+    values = field_values(config)
+    return {(v,) for v in values} | set(itertools.combinations(values, 2))
+
+
+def dead_ends(
+    outcomes: Sequence[tuple[dict[str, Any], float | None]],
+    cut: float,
+    least: int = DEAD_END_TIMEOUTS,
+) -> set[Feature]:
+    """Rule 6: the field values and pairs of field values of configs whose compile was cut off
+    (``outcomes``: config and the timeout that cut it, ``None`` where its compile ended) at
+    ``cut`` seconds or longer, in ``least`` configs or more, that no config whose compile ended
+    carried."""
+    compiled: set[Feature] = set()
+    cut_counts: dict[Feature, int] = {}
+    for config, cut_at in outcomes:
+        if cut_at is None:
+            compiled |= features(config)
+        elif cut_at >= math.ceil(cut):  # Helion's timeouts are whole seconds
+            for feature in features(config):
+                cut_counts[feature] = cut_counts.get(feature, 0) + 1
+    return {f for f, n in cut_counts.items() if n >= least and f not in compiled}
+
+
+def doomed(config: dict[str, Any], dead: set[Feature]) -> bool:
+    """Whether ``config`` carries one of rule 6's dead ends."""
+    return bool(dead) and not features(config).isdisjoint(dead)
+
+
+def shown_dead_ends(dead: set[Feature]) -> list[str]:
+    """Rule 6's dead ends as a note shows them: the values, then the pairs of values neither of
+    which is dead alone."""
+    singles = {f[0] for f in dead if len(f) == 1}
+    pairs = [f for f in dead if len(f) == 2 and not singles.intersection(f)]
+    return [
+        " & ".join(_shown(v) for v in feature)
+        for feature in sorted((v,) for v in singles) + sorted(pairs)
+    ]
+
+
+DEAD_END_NOTE = ": leaves out neighbours with"
+
+
+def _shown(value: FieldValue) -> str:
+    key, position, text = value
+    return f"{key}{'' if position is None else f'[{position}]'}={text}"
+
+
+def logged_dead_ends(earlier: Sequence[Path], users_timeout: int) -> set[Feature]:
+    """Rule 6 over these batches' CSV logs, for the batch that follows them (its cut as
+    ``_finite`` sets it: rule 3's, lowered into the user's timeout)."""
+    cut = lowered_compile_timeout(
+        users_timeout, compile_cut(earlier) or FIRST_BATCH_COMPILE_TIMEOUT_S
+    )
+    outcomes = []
+    for text, cut_at in monitor.compile_outcomes(log.with_suffix(".csv") for log in earlier):
+        with contextlib.suppress(ValueError):
+            outcomes.append((monitor.config_from_repr(text), cut_at))
+    return dead_ends(outcomes, cut)
 
 
 def early_stop_choice(
@@ -312,17 +403,20 @@ def batch_around(
     size: int,
     seed: int,
     warp_pairs: bool,
+    dead: set[Feature] | None = None,
 ) -> dict[str, Any]:
-    """``centre`` and up to ``size`` of its one-step neighbours not in ``known``, sampled with
-    ``seed``, by canonical id: the batch of the probe (rule 1) and of a climb step (rule 3)."""
+    """``centre`` and up to ``size`` of its one-step neighbours not in ``known`` and carrying none
+    of the ``dead`` field values (rule 6), sampled with ``seed``, by canonical id: the batch of the
+    probe (rule 1) and of a climb step (rule 3)."""
     neighbours = pattern_neighbours(problem.bound, centre, problem.bound.settings, warp_pairs)
     random.Random(seed).shuffle(neighbours)
     batch: dict[str, Any] = {_canonical_id(centre): centre}  # compared within the batch
     for config in neighbours:
         if len(batch) >= size + 1:
             break
-        if _canonical_id(config) not in known:
-            batch.setdefault(_canonical_id(config), config)
+        if _canonical_id(config) in known or (dead and doomed(as_dict(config), dead)):
+            continue
+        batch.setdefault(_canonical_id(config), config)
     return batch
 
 
@@ -552,6 +646,7 @@ class SeededSearch:
         marginal: bool = True,
         rep_ms: int | None = SEARCH_REP_MS,
         polish_steps: int = 0,
+        skip_dead_ends: bool = True,
     ) -> None:
         if refine not in REFINEMENTS:
             raise ValueError(f"refine must be one of {', '.join(REFINEMENTS)}, not {refine!r}")
@@ -576,6 +671,8 @@ class SeededSearch:
         if polish_steps < 0:
             raise ValueError(f"polish_steps must be 0 or more, not {polish_steps}")
         self.polish_steps = polish_steps
+        # Rule 6: the probe and climb steps leave out field values that only ever timed out.
+        self.skip_dead_ends = skip_dead_ends
 
     def search(self, problem: SearchProblem) -> SearchOutcome:
         start = time.perf_counter()
@@ -786,7 +883,10 @@ class SeededSearch:
         probe_log = base.with_name(base.name + "-probe")
         logs.append(probe_log)
         size = probe_size(problem, warm_start)
-        probe = batch_around(problem, start_config, known, size, problem.seed, self.warp_pairs)
+        dead = self._dead_ends(problem, logs[:-1], outcome, "probe")
+        probe = batch_around(
+            problem, start_config, known, size, problem.seed, self.warp_pairs, dead
+        )
         known.update(probe)
         if len(probe) > 1 or len(logs) == 1:  # not when only the start, benchmarked already
             elapsed = time.perf_counter() - began
@@ -913,13 +1013,15 @@ class SeededSearch:
                     break
                 size = budget_sized(cap, left)  # a step is benchmarked whole, like the probe
             current_id = _canonical_id(current)
+            name = f"{base.name}-climb{step}"
+            dead = self._dead_ends(problem, [*earlier, *logs], outcome, name.rsplit("-", 1)[-1])
             batch = batch_around(
-                problem, current, known, size, problem.seed + step, self.warp_pairs
+                problem, current, known, size, problem.seed + step, self.warp_pairs, dead
             )
             if len(batch) == 1:
                 break
             known.update(batch)
-            logs.append(base.with_name(f"{base.name}-climb{step}"))
+            logs.append(base.with_name(name))
             self._finite(
                 problem, list(batch.values()), logs[-1], outcome, elapsed, [*earlier, *logs[:-1]]
             )
@@ -929,6 +1031,26 @@ class SeededSearch:
                 break
             current = timed[0][1]
         return current, _best(logs, 4)
+
+    def _dead_ends(
+        self, problem: SearchProblem, earlier: Sequence[Path], outcome: SearchOutcome, stage: str
+    ) -> set[Feature]:
+        """Rule 6's dead ends for the batch after ``earlier`` (none when off); the values not
+        noted yet go into the notes."""
+        if not self.skip_dead_ends or not earlier:
+            return set()
+        users = problem.bound.settings.autotune_compile_timeout
+        dead = logged_dead_ends(earlier, users)
+        said = " ".join(n for n in outcome.notes if DEAD_END_NOTE in n)
+        new = [shown for shown in shown_dead_ends(dead) if f"`{shown}`" not in said]
+        if new:
+            outcome.notes.append(
+                f"{stage}{DEAD_END_NOTE} {', '.join(f'`{shown}`' for shown in new[:6])}"
+                + (f" and {len(new) - 6} more" if len(new) > 6 else "")
+                + " (compiles "
+                f"cut off {DEAD_END_TIMEOUTS}+ times, never compiled; rule 6)"
+            )
+        return dead
 
     def _finite(
         self,
