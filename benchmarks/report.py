@@ -43,6 +43,7 @@ COLORS = {
     "seeded-recheck": "#c5b0d5",
     "seeded-extend": "#98df8a",
     "seeded-polish": "#ffbb78",
+    "seeded-nopolish": "#f7b6d2",
     "lfbo": "#d62728",
     "lfbo-full": "#9467bd",
     "pattern": "#2ca02c",

@@ -160,8 +160,15 @@ STRATEGIES: dict[str, StrategySpec] = {
             "seeded-polish",
             "quick",
             60,
-            "seeded, up to 2 climb steps from its LFBO refinement's best (rule 3b), not yet "
-            "measured",
+            "seeded, up to 2 climb steps from its LFBO refinement's best (rule 3b): the A/B "
+            "run at 555ca38 before seeded took it",
+        ),
+        StrategySpec(
+            "seeded-nopolish",
+            "seeded-nopolish",
+            "quick",
+            50,
+            "seeded without rule 3b's climb steps after its LFBO refinement (seeded until 555ca38)",
         ),
         StrategySpec("lfbo", "lfbo", "quick", 230, "Helion's LFBOTreeSearch, effort quick"),
         StrategySpec("pattern", "pattern", "quick", 190, "Helion's PatternSearch, effort quick"),
@@ -624,6 +631,7 @@ def run_strategy(
     strategies.register("seeded-rep15", lambda: SeededSearch("seeded-rep15", rep_ms=15))
     strategies.register("seeded-rep50", lambda: SeededSearch("seeded-rep50", rep_ms=None))
     strategies.register("seeded-polish", lambda: SeededSearch("seeded-polish", polish_steps=2))
+    strategies.register("seeded-nopolish", lambda: SeededSearch("seeded-nopolish", polish_steps=0))
 
     seeds = warm_seeds(bench.results, case) if spec.warm else []
     if spec.warm and not seeds:

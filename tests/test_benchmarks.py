@@ -805,6 +805,52 @@ def test_dead_ends_replays_rule_6_over_stage_logs(
     assert dead_ends.main([str(tmp_path / "missing")]) == 2
 
 
+def test_polish_ab_splits_a_searchs_final_retiming_into_its_two_arms(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Hand-written: a seeded-polish search whose final re-timing holds the default, LFBO's best
+    (benchmarked in the LFBO stage) and a config only the polish climb benchmarked, 5% faster;
+    and a search that climbed (no polish logs), which is left out."""
+    from benchmarks import polish_ab
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+
+    def result(case: str, labels: list[str], medians: list[float]) -> None:
+        final = {"stage": "final", "labels": labels, "samples_ms": [[m] * 3 for m in medians]}
+        (tmp_path / f"{case}__seeded-polish.json").write_text(
+            json.dumps({"wall_s": 40.0, "retimings": [final]})
+        )
+
+    result("k", ["default:d", "lfbo-best:l", "candidate:p"], [1.0, 0.84, 0.80])
+    (logs / "k__seeded_polish-lfbo.csv").write_text(HELION_CSV_HEADER + "r,1,l,0,ok,0.8,0.2,C\n")
+    (logs / "k__seeded_polish-polish-climb1.csv").write_text(
+        HELION_CSV_HEADER + "r,1.5,l,0,ok,0.8,0.2,C\nr,4.5,p,0,ok,0.7,0.2,C\n"
+    )
+    result("j", ["default:d", "climb-best:c"], [1.0, 0.9])
+    (tmp_path / "results.json").write_text(
+        json.dumps(
+            {
+                "cases": [
+                    {
+                        "name": "k",
+                        "retime": {"by_strategy": {"seeded-polish": 0.80, "lfbo": 0.82}},
+                        "strategies": {"lfbo": {"wall_s": 100.0}},
+                    }
+                ]
+            }
+        )
+    )
+    [row] = polish_ab.rows([tmp_path])
+    assert (row["case"], row["a_best_ms"], row["b_best_ms"]) == ("k", 0.84, 0.80)
+    assert row["polish_gain"] == pytest.approx(0.05) and row["polish_s"] == 4.5
+    assert row["vs_lfbo_ms"] == pytest.approx(0.80 / 0.82) and row["vs_lfbo_s"] == 0.4
+    out = tmp_path / "ab.json"
+    assert polish_ab.main([str(tmp_path), "--json", str(out)]) == 0
+    assert "| k | " in capsys.readouterr().out and json.loads(out.read_text())[0]["case"] == "k"
+    assert polish_ab.main([str(tmp_path / "missing")]) == 2
+
+
 def test_stop_gate_replays_the_early_stop_with_helions_timer(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -851,7 +851,8 @@ def test_seeded_refinement_cuts_compiles_at_five_times_the_earlier_q90(
     monkeypatch.setattr(seeded, "attach", recording)
     problem = warm_problem(128, tmp_path)
     before = problem.bound.settings.autotune_compile_timeout
-    outcome = seeded.SeededSearch().search(problem)
+    # No rule 3b climb after LFBO: the last cut read is then LFBO's.
+    outcome = seeded.SeededSearch(polish_steps=0).search(problem)
 
     assert any(n.startswith("refined:") for n in outcome.notes), outcome.notes
     assert read[0] == [] and read[1] == ["add-seeds.csv"], read  # the seeds' cut, the probe's
@@ -1089,9 +1090,10 @@ def test_seeded_polish_climbs_from_the_lfbo_refinements_best(
 ) -> None:
     """Rule 3b: the probe's block 64 is 33% ahead of the default's 32, so LFBO refines (one
     generation under the interpreter, which need not reach 256); two climb steps from LFBO's best
-    then reach block 256 whatever LFBO found, and their CSV logs follow LFBO's."""
+    then reach block 256 whatever LFBO found, and their CSV logs follow LFBO's. On by default
+    (``POLISH_STEPS``)."""
     problem = add_problem(None, (), timer=BlockTimer(256), log_path=str(tmp_path / "logs" / "add"))
-    outcome = seeded.SeededSearch(extend=False, polish_steps=2).search(problem)
+    outcome = seeded.SeededSearch(extend=False).search(problem)
 
     assert_runs(problem, outcome)
     assert outcome.config["block_sizes"] == [256]
@@ -1103,6 +1105,7 @@ def test_seeded_polish_climbs_from_the_lfbo_refinements_best(
     lfbo_configs = {text for _ms, text in monitor.finished([logs / "add-lfbo.csv"])}
     polish_configs = {text for _ms, text in monitor.finished([logs / "add-polish-climb1.csv"])}
     assert len(polish_configs - lfbo_configs) >= 1  # it benchmarked what LFBO had not
+    assert seeded.POLISH_STEPS == 2
     with pytest.raises(ValueError, match="polish_steps must be 0 or more, not -1"):
         seeded.SeededSearch(polish_steps=-1)
 

@@ -109,14 +109,18 @@ Rules (stated, not tuned per kernel):
    waited out the 10 s on two seeds from the family's short rows (a whole row a program, 4 warps)
    that do not compile for a 64K-128K row. A batch whose cut stopped the default config's
    compile, or every compile that did not fail, compiles the stopped configs again at 30 s.
-3b. Polish (``polish_steps``, off: not yet measured on the GPU): after LFBO refines, up to
-   ``polish_steps`` climb steps from its best, as rule 3's climb, their best three among the
-   finalists. On the H100 the LFBO refinement of matmul 2047x2049x1023 (from a +45% probe) ended
-   on [128, 128, 64] and [128, 128, 128] tiles in two of three searches at 2b06c84 (1.178x and
-   1.148x LFBO ``quick``'s latency) and on LFBO's [128, 128, 256] with 16 warps in one (1.001x);
-   the two misses never benchmarked a [128, 128, 256] tile, which is one or two block-size and
-   warp-count pairs away from where they ended (``cold_repeat.md``). ``seeded-polish`` in
-   ``benchmarks/run.py`` (2 steps) is the A/B.
+3b. Polish (``polish_steps``, ``POLISH_STEPS`` (2) since session 15; ``polish_steps=0`` turns it
+   off): after LFBO refines, up to ``polish_steps`` climb steps from its best, as rule 3's climb,
+   their best three among the finalists. On the H100 the LFBO refinement of matmul
+   2047x2049x1023 (from a +45% probe) ended on [128, 128, 64] and [128, 128, 128] tiles in two
+   of three searches at 2b06c84 (1.178x and 1.148x LFBO ``quick``'s latency), never having
+   benchmarked LFBO's [128, 128, 256] with 16 warps (``cold_repeat.md``). Measured on the 4 cases
+   LFBO refines, two searches each (``benchmarks/results/nvidia-h100-80gb-hbm3/polish_ab.md``):
+   in each search's own final re-timing the polish climb's best beat everything the search had
+   without it in 5 of 8 (+1.1% to +7.7%: matmul 2047x2049x1023 reached that tile in its second
+   step; median over the 8 +1.5%) at 9-18 s a search; all 8 ended at 0.951-0.997x LFBO
+   ``quick``'s latency at 0.36-0.58x its time. ``seeded-nopolish`` in ``benchmarks/run.py``
+   runs without it.
 4. Final: the default, the probe's best and the search's best four are re-timed interleaved
    on the common timer; the fastest wins, so the result is never slower than the default there.
 5. Search timing: Helion times each candidate in its benchmark worker for 50 ms (Triton's
@@ -189,6 +193,7 @@ LFBO_PATHS = 2  # rule 3: LFBO's search paths (Helion's ``copies``), from its fa
 VERY_STEEP_GAIN = 0.30  # rule 3: from this gain, ``very_steep_paths`` search paths
 RECHECK = 1.0  # rule 3: LFBO re-benchmarks every member that times under this x the best so far
 REFINEMENTS = ("auto", "lfbo", "climb")  # rule 3; the forced two are measured beside it
+POLISH_STEPS = 2  # rule 3b: climb steps after the LFBO refinement
 DEAD_END_TIMEOUTS = 2  # rule 6: a value cut off this often, never compiled, is left out
 SEARCH_REP_MS = 15  # rule 5: each candidate's timing in Helion's worker, against Helion's 50 ms
 
@@ -645,7 +650,7 @@ class SeededSearch:
         extend: bool = True,
         marginal: bool = True,
         rep_ms: int | None = SEARCH_REP_MS,
-        polish_steps: int = 0,
+        polish_steps: int = POLISH_STEPS,
         skip_dead_ends: bool = True,
     ) -> None:
         if refine not in REFINEMENTS:
@@ -666,7 +671,7 @@ class SeededSearch:
         # Rule 5: each candidate's timing in the shared worker lasts at most this many ms
         # (None: Helion's 50 ms).
         self.rep_ms = rep_ms
-        # Rule 3b (off until measured): after LFBO refines, up to this many climb steps from its
+        # Rule 3b: after LFBO refines, up to this many climb steps from its
         # best, each a probe of one-step neighbours and block-size/warp pairs.
         if polish_steps < 0:
             raise ValueError(f"polish_steps must be 0 or more, not {polish_steps}")

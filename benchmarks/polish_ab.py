@@ -1,0 +1,136 @@
+"""Rule 3b's A/B inside each ``seeded-polish`` search: what its polish climb added to the final
+re-timing, and what the search came to against LFBO ``quick`` on the benchmark's re-timing.
+
+A ``seeded-polish`` search re-times, interleaved on the common timer, everything plain ``seeded``
+would (the default, the probe's best, LFBO's best and its top four) beside the polish climb's
+best three. The finalists that only the polish climb benchmarked (their id in a
+``-polish-climbN.csv`` log and in no earlier stage's) are the B arm; the others are the A arm,
+what ``seeded`` without rule 3b would have picked from. Usage::
+
+    python benchmarks/polish_ab.py RESULTS_DIR [...] [--json OUT]
+
+Each RESULTS_DIR holds ``CASE__seeded-polish.json``, ``results.json`` (``benchmarks/report.py``)
+and the stage logs in ``logs/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+STRATEGY = "seeded-polish"
+
+
+def _ids(paths: Sequence[Path]) -> set[str]:
+    out: set[str] = set()
+    for path in paths:
+        with path.open(newline="") as handle:
+            out.update(row.get("config_id", "") for row in csv.DictReader(handle))
+    return out
+
+
+def search_row(folder: Path, result_path: Path, cases: dict[str, Any]) -> dict[str, Any] | None:
+    """One search's row; None where it did not refine with LFBO (no polish ran)."""
+    result = json.loads(result_path.read_text())
+    case = result_path.name.split("__")[0]
+    logs = folder / "logs"
+    stem = f"{case}__{STRATEGY.replace('-', '_')}"
+    polish_logs = sorted(logs.glob(f"{stem}-polish-climb*.csv"))
+    if not polish_logs:
+        return None
+    earlier = [p for p in logs.glob(f"{stem}-*.csv") if "-polish-" not in p.name]
+    before = _ids(earlier)
+    polished_only = _ids(polish_logs) - before
+    final = [r for r in result.get("retimings", []) if r.get("stage") == "final"][-1]
+    a_arm: list[float] = []
+    b_arm: list[float] = []
+    for label, samples in zip(final["labels"], final["samples_ms"], strict=True):
+        config_id = label.split(":", 1)[1]
+        (b_arm if config_id in polished_only else a_arm).append(statistics.median(samples))
+    polish_s = 0.0
+    for path in polish_logs:
+        with path.open(newline="") as handle:
+            stamps = [float(r["timestamp_s"]) for r in csv.DictReader(handle) if r["timestamp_s"]]
+        polish_s += max(stamps, default=0.0)
+    summary = cases.get(case, {})
+    by_strategy = summary.get("retime", {}).get("by_strategy", {})
+    lfbo = summary.get("strategies", {}).get("lfbo", {})
+    row: dict[str, Any] = {
+        "case": case,
+        "dir": str(folder),
+        "wall_s": result.get("wall_s"),
+        "polish_s": round(polish_s, 2),
+        "a_best_ms": min(a_arm),
+        "b_best_ms": min(b_arm) if b_arm else None,
+        "polish_gain": (min(a_arm) / min(b_arm) - 1) if b_arm else 0.0,
+        "vs_lfbo_ms": None,
+        "vs_lfbo_s": None,
+    }
+    if by_strategy.get(STRATEGY) and by_strategy.get("lfbo"):
+        row["vs_lfbo_ms"] = by_strategy[STRATEGY] / by_strategy["lfbo"]
+    if lfbo.get("wall_s") and result.get("wall_s"):
+        row["vs_lfbo_s"] = result["wall_s"] / lfbo["wall_s"]
+    return row
+
+
+def rows(dirs: Sequence[Path]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for folder in dirs:
+        summary_path = folder / "results.json"
+        cases = {}
+        if summary_path.exists():
+            cases = {c["name"]: c for c in json.loads(summary_path.read_text())["cases"]}
+        for path in sorted(folder.glob(f"*__{STRATEGY}.json")):
+            row = search_row(folder, path, cases)
+            if row is not None:
+                out.append(row)
+    return out
+
+
+def _x(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def table(found: Sequence[dict[str, Any]]) -> str:
+    lines = [
+        "| case | dir | A: best without polish (ms) | B: best polish-only (ms) | polish gain "
+        "| polish s | search s | ms vs LFBO | s vs LFBO |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in found:
+        lines.append(
+            f"| {r['case']} | {Path(r['dir']).name} | {r['a_best_ms']:.5f} | "
+            f"{'-' if r['b_best_ms'] is None else format(r['b_best_ms'], '.5f')} | "
+            f"{r['polish_gain'] * 100:+.1f}% | {r['polish_s']:.1f} | {r['wall_s']:.1f} | "
+            f"{_x(r['vs_lfbo_ms'])} | {_x(r['vs_lfbo_s'])} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("dirs", nargs="+", type=Path)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+    missing = [str(d) for d in args.dirs if not d.is_dir()]
+    if missing:
+        print(f"polish_ab: not a directory: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    found = rows(args.dirs)
+    if not found:
+        print(f"polish_ab: no {STRATEGY} search that polished", file=sys.stderr)
+        return 1
+    print(table(found))
+    if args.json is not None:
+        args.json.write_text(json.dumps(found, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
