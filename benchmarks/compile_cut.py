@@ -70,16 +70,36 @@ def read_rows(path: Path) -> list[Row]:
     return out
 
 
-def searches(dirs: Sequence[Path]) -> dict[tuple[str, str, str], dict[str, list[Row]]]:
-    """(log dir, case, strategy) -> stage -> rows."""
-    found: dict[tuple[str, str, str], dict[str, list[Row]]] = defaultdict(dict)
+def stage_logs(dirs: Sequence[Path]) -> dict[tuple[str, str, str], dict[str, Path]]:
+    """(log dir, case, strategy) -> stage -> its CSV log."""
+    found: dict[tuple[str, str, str], dict[str, Path]] = defaultdict(dict)
     for folder in dirs:
         for path in sorted(folder.glob("*.csv")):
             match = _NAME.match(path.stem)
             if match:
-                key = (str(folder), match.group(1), match.group(2))
-                found[key][match.group(3)] = read_rows(path)
+                found[(str(folder), match.group(1), match.group(2))][match.group(3)] = path
     return found
+
+
+def searches(dirs: Sequence[Path]) -> dict[tuple[str, str, str], dict[str, list[Row]]]:
+    """(log dir, case, strategy) -> stage -> rows."""
+    return {
+        key: {stage: read_rows(path) for stage, path in stages.items()}
+        for key, stages in stage_logs(dirs).items()
+    }
+
+
+def command_line(prog: str, doc: str | None, argv: Sequence[str] | None) -> argparse.Namespace:
+    """The arguments of a replay over stage logs (``dirs``, ``--near``); exits with status 2
+    naming a path that is not a directory."""
+    parser = argparse.ArgumentParser(prog=prog, description=doc.split("\n\n")[0] if doc else None)
+    parser.add_argument("dirs", nargs="+", type=Path)
+    parser.add_argument("--near", type=float, default=0.10)
+    args = parser.parse_args(argv)
+    missing = [str(d) for d in args.dirs if not d.is_dir()]
+    if missing:
+        parser.error(f"not a directory: {', '.join(missing)}")
+    return args
 
 
 def cut_for(rule: tuple[float, float, float], earlier: Sequence[float]) -> float:
@@ -129,14 +149,7 @@ def replay(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("dirs", nargs="+", type=Path)
-    parser.add_argument("--near", type=float, default=0.10)
-    args = parser.parse_args(argv)
-    missing = [str(d) for d in args.dirs if not d.is_dir()]
-    if missing:
-        print(f"compile_cut: not a directory: {', '.join(missing)}", file=sys.stderr)
-        return 2
+    args = command_line("compile_cut", __doc__, argv)
     found = searches(args.dirs)
     if not found:
         print("compile_cut: no seeded stage logs (NAME__STRATEGY-STAGE.csv) found", file=sys.stderr)

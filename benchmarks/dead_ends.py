@@ -18,10 +18,8 @@ rows, else rule 3's from the batches before it.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import sys
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script: the package may not be installed
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.compile_cut import _NAME, STAGES  # noqa: E402
+from benchmarks.compile_cut import STAGES, command_line, stage_logs  # noqa: E402
 from pytest_helion_tune.monitor import config_from_repr  # noqa: E402
 from pytest_helion_tune.strategies.base import COMPILE_TIMEOUT_MIN_S  # noqa: E402
 from pytest_helion_tune.strategies.seeded import (  # noqa: E402
@@ -91,15 +89,10 @@ def read_rows(path: Path) -> list[Row]:
 
 def searches(dirs: Sequence[Path]) -> dict[tuple[str, str, str], dict[str, list[Row]]]:
     """(log dir, case, strategy) -> stage -> rows."""
-    found: dict[tuple[str, str, str], dict[str, list[Row]]] = defaultdict(dict)
-    for folder in dirs:
-        for path in sorted(folder.glob("*.csv")):
-            match = _NAME.match(path.stem)
-            if match:
-                found[(str(folder), match.group(1), match.group(2))][match.group(3)] = read_rows(
-                    path
-                )
-    return found
+    return {
+        key: {stage: read_rows(path) for stage, path in stages.items()}
+        for key, stages in stage_logs(dirs).items()
+    }
 
 
 def batch_cut(rows: Sequence[Row], earlier: Sequence[Row]) -> float:
@@ -152,14 +145,7 @@ def replay(found: dict[tuple[str, str, str], dict[str, list[Row]]], near: float)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("dirs", nargs="+", type=Path)
-    parser.add_argument("--near", type=float, default=0.10)
-    args = parser.parse_args(argv)
-    missing = [str(d) for d in args.dirs if not d.is_dir()]
-    if missing:
-        print(f"dead_ends: not a directory: {', '.join(missing)}", file=sys.stderr)
-        return 2
+    args = command_line("dead_ends", __doc__, argv)
     found = searches(args.dirs)
     if not found:
         print("dead_ends: no seeded stage logs (NAME__STRATEGY-STAGE.csv) found", file=sys.stderr)

@@ -15,7 +15,6 @@ and the stage logs in ``logs/``.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import statistics
@@ -23,6 +22,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script: the package may not be installed
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks import log_tools  # noqa: E402
 
 STRATEGY = "seeded-polish"
 
@@ -80,6 +85,7 @@ def search_row(folder: Path, result_path: Path, cases: dict[str, Any]) -> dict[s
 
 
 def rows(dirs: Sequence[Path]) -> list[dict[str, Any]]:
+    """The rows of every ``seeded-polish`` search that polished in these results dirs."""
     out: list[dict[str, Any]] = []
     for folder in dirs:
         summary_path = folder / "results.json"
@@ -114,22 +120,8 @@ def table(found: Sequence[dict[str, Any]]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("dirs", nargs="+", type=Path)
-    parser.add_argument("--json", type=Path, default=None)
-    args = parser.parse_args(argv)
-    missing = [str(d) for d in args.dirs if not d.is_dir()]
-    if missing:
-        print(f"polish_ab: not a directory: {', '.join(missing)}", file=sys.stderr)
-        return 2
-    found = rows(args.dirs)
-    if not found:
-        print(f"polish_ab: no {STRATEGY} search that polished", file=sys.stderr)
-        return 1
-    print(table(found))
-    if args.json is not None:
-        args.json.write_text(json.dumps(found, indent=1) + "\n")
-    return 0
+    description = __doc__.split("\n\n")[0] if __doc__ else ""
+    return log_tools.run(description, argv, rows, table, f"{STRATEGY} search that polished")
 
 
 if __name__ == "__main__":

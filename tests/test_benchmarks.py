@@ -766,7 +766,8 @@ def test_compile_cut_replays_a_rule_and_names_the_good_config_it_would_lose(
     assert compile_cut.cut_for((3.0, 3.0, 3.0), [0.5, 6.0]) == 18.0
     assert compile_cut.main([str(logs)]) == 0
     assert "slowest near-best compile took 6.00 s (k)" in capsys.readouterr().out
-    assert compile_cut.main([str(tmp_path / "missing")]) == 2
+    with pytest.raises(SystemExit, match="2"):
+        compile_cut.main([str(tmp_path / "missing")])
 
 
 def test_dead_ends_replays_rule_6_over_stage_logs(
@@ -802,7 +803,8 @@ def test_dead_ends_replays_rule_6_over_stage_logs(
     assert result.lost == [] and result.by_search == ["k/seeded_warm: 2 left out, 8.0 s"]
     assert dead_ends.main([str(logs)]) == 0
     assert "leaves out 2 configs, 2 of them cut off" in capsys.readouterr().out
-    assert dead_ends.main([str(tmp_path / "missing")]) == 2
+    with pytest.raises(SystemExit, match="2"):
+        dead_ends.main([str(tmp_path / "missing")])
 
 
 def test_polish_ab_splits_a_searchs_final_retiming_into_its_two_arms(
@@ -848,7 +850,8 @@ def test_polish_ab_splits_a_searchs_final_retiming_into_its_two_arms(
     out = tmp_path / "ab.json"
     assert polish_ab.main([str(tmp_path), "--json", str(out)]) == 0
     assert "| k | " in capsys.readouterr().out and json.loads(out.read_text())[0]["case"] == "k"
-    assert polish_ab.main([str(tmp_path / "missing")]) == 2
+    with pytest.raises(SystemExit):
+        polish_ab.main([str(tmp_path / "missing")])
 
 
 def test_stop_gate_replays_the_early_stop_with_helions_timer(
