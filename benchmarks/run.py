@@ -80,6 +80,17 @@ class StrategySpec:
     expected_s: float  # H100 guess for the deadline guard until this strategy has been measured
     description: str
     warm: bool = False
+    # A variant of ``seeded`` measured beside it here, not offered to plugin users: the
+    # ``SeededSearch`` keyword arguments it is registered with.
+    seeded_kwargs: tuple[tuple[str, Any], ...] | None = None
+
+
+def seeded_variant(name: str, expected_s: float, description: str, **kwargs: Any) -> StrategySpec:
+    """A ``seeded`` variant (an A/B arm): registered under ``name`` as ``SeededSearch(name,
+    **kwargs)``."""
+    return StrategySpec(
+        name, name, "quick", expected_s, description, seeded_kwargs=tuple(kwargs.items())
+    )
 
 
 STRATEGIES: dict[str, StrategySpec] = {
@@ -88,87 +99,76 @@ STRATEGIES: dict[str, StrategySpec] = {
         # First in every plan: it also absorbs the process's one-time CUDA and compiler warm-up.
         StrategySpec("default", None, "none", 15, "Helion's default config, no search"),
         StrategySpec("seeded", "seeded", "quick", 90, "the project's own search, cold, no seeds"),
-        StrategySpec(
+        seeded_variant(
             "seeded-climb",
-            "seeded-climb",
-            "quick",
             60,
             "seeded, cold, its refinement forced to the climb (A/B of rule 3)",
+            refine="climb",
         ),
-        StrategySpec(
+        seeded_variant(
             "seeded-lfbo",
-            "seeded-lfbo",
-            "quick",
             90,
             "seeded, cold, its refinement forced to LFBO (A/B of rule 3; seeded until b535a6c)",
+            refine="lfbo",
         ),
-        StrategySpec(
+        seeded_variant(
             "seeded-pairs",
-            "seeded-pairs",
-            "quick",
             90,
             "seeded, warp pairs in its probe: the A/B run at 745c314 before seeded took them",
+            warp_pairs=True,
         ),
-        StrategySpec(
+        seeded_variant(
             "seeded-paths3",
-            "seeded-paths3",
-            "quick",
             90,
             "seeded, 3 LFBO search paths where the probe gained 30%+ (A/B at 2f7872d; not taken)",
+            very_steep_paths=3,
         ),
-        StrategySpec(
+        seeded_variant(
             "seeded-recheck",
-            "seeded-recheck",
-            "quick",
             90,
             "seeded, its LFBO re-checking every claimed new best: the A/B at 6d23325 before seeded took it",
+            recheck=1.0,
         ),
-        StrategySpec(
+        seeded_variant(
             "seeded-extend",
-            "seeded-extend",
-            "quick",
             90,
             "seeded, its combine batch also taking the probe's improving changes one step "
             "further: the A/B run at 517324d before seeded took it",
+            extend=True,
         ),
-        StrategySpec(
+        seeded_variant(
             "seeded-marginal",
-            "seeded-marginal",
-            "quick",
             40,
             "seeded, a lead of 0.5-1.5% after the probe going on with the climb (rule 2b): "
             "the A/B run at 517324d before seeded took it",
+            marginal=True,
         ),
-        StrategySpec(
+        seeded_variant(
             "seeded-rep15",
-            "seeded-rep15",
-            "quick",
             35,
             "seeded, each candidate timed for 15 ms in the benchmark worker instead of "
             "Helion's 50 ms: the A/B run at 2abab15 before seeded took it",
+            rep_ms=15,
         ),
-        StrategySpec(
+        seeded_variant(
             "seeded-rep50",
-            "seeded-rep50",
-            "quick",
             45,
             "seeded, each candidate timed for Helion's 50 ms in the benchmark worker (before "
             "rule 5)",
+            rep_ms=None,
         ),
-        StrategySpec(
+        seeded_variant(
             "seeded-polish",
-            "seeded-polish",
-            "quick",
             60,
             "seeded, up to 2 climb steps from its LFBO refinement's best (rule 3b): the A/B "
             "run at 555ca38 before seeded took it",
+            polish_steps=2,
         ),
-        StrategySpec(
+        seeded_variant(
             "seeded-nopolish",
-            "seeded-nopolish",
-            "quick",
             50,
             "seeded without rule 3b's climb steps after its LFBO refinement (seeded until 555ca38)",
+            polish_steps=0,
         ),
         StrategySpec("lfbo", "lfbo", "quick", 230, "Helion's LFBOTreeSearch, effort quick"),
         StrategySpec("pattern", "pattern", "quick", 190, "Helion's PatternSearch, effort quick"),
@@ -616,22 +616,12 @@ def run_strategy(
     from pytest_helion_tune.strategies import SearchOutcome
     from pytest_helion_tune.strategies.seeded import SeededSearch
 
-    # Variants of seeded measured beside it here (rule 3 forced, the warp pairs, LFBO's paths, the
-    # pattern moves), not offered to plugin users.
-    for refine in ("climb", "lfbo"):
-        strategies.register(
-            f"seeded-{refine}",
-            lambda refine=refine: SeededSearch(f"seeded-{refine}", refine=refine),
-        )
-    strategies.register("seeded-pairs", lambda: SeededSearch("seeded-pairs", warp_pairs=True))
-    strategies.register("seeded-paths3", lambda: SeededSearch("seeded-paths3", very_steep_paths=3))
-    strategies.register("seeded-recheck", lambda: SeededSearch("seeded-recheck", recheck=1.0))
-    strategies.register("seeded-extend", lambda: SeededSearch("seeded-extend", extend=True))
-    strategies.register("seeded-marginal", lambda: SeededSearch("seeded-marginal", marginal=True))
-    strategies.register("seeded-rep15", lambda: SeededSearch("seeded-rep15", rep_ms=15))
-    strategies.register("seeded-rep50", lambda: SeededSearch("seeded-rep50", rep_ms=None))
-    strategies.register("seeded-polish", lambda: SeededSearch("seeded-polish", polish_steps=2))
-    strategies.register("seeded-nopolish", lambda: SeededSearch("seeded-nopolish", polish_steps=0))
+    for variant in STRATEGIES.values():
+        if variant.seeded_kwargs is not None:
+            kwargs = dict(variant.seeded_kwargs)
+            strategies.register(
+                variant.name, functools.partial(SeededSearch, variant.name, **kwargs)
+            )
 
     seeds = warm_seeds(bench.results, case) if spec.warm else []
     if spec.warm and not seeds:

@@ -133,15 +133,19 @@ Rules (stated, not tuned per kernel):
    0.202x its time, against 1.015x at 0.260x with Helion's 50 ms. Applies where the searches
    share the project's worker (a GPU, ``HELION_TUNE_SHARED_WORKER`` on); ``rep_ms=None`` keeps
    Helion's.
-6. Compile dead ends (``skip_dead_ends``, on; ``skip_dead_ends=False`` turns it off): the probe and each
-   climb step leave out the neighbours that carry a field value (one entry of a list field)
-   whose compile was cut off in ``DEAD_END_TIMEOUTS`` (2) or more configs of this search, at a
-   timeout at least as long as the coming batch's, and that no config whose compile ended
-   carried. Such a neighbour would wait out the cut again, and a batch waits for its slowest
-   compile. On the H100 the warm search of row_sum 128x262144 (57.9 s, 0.571x LFBO ``quick``'s
-   time) proposed ``reduction_loops=[131072]`` in 21 configs over its probe and four climb
-   steps, 3-5 a batch, and every one was cut at 5-12 s: about 40 s of its time.
-   ``benchmarks/dead_ends.py`` replays the rule over the logged searches.
+6. Compile dead ends (``skip_dead_ends``, on; ``skip_dead_ends=False`` turns it off): the probe
+   and each climb step leave out the neighbours that carry a field value (one entry of a list
+   field), or a pair of field values, whose compile was cut off in ``DEAD_END_TIMEOUTS`` (2) or
+   more configs of this search, at a timeout at least as long as the coming batch's, and that
+   no config whose compile ended carried. Such a neighbour would wait out the cut again, and a
+   batch waits for its slowest compile. Pairs, since a compile can be slow for two values
+   together: on the H100 the warm search of row_sum 128x262144 at 2b06c84 (57.9 s, 0.571x LFBO
+   ``quick``'s time) proposed ``reduction_loops=[131072]`` in 21 configs over its probe and four
+   climb steps, 3-5 a batch, each cut off at 5-12 s (about 40 s of the search), while the same
+   loop with one row a program and 16 warps compiled in 2.2 s. ``benchmarks/dead_ends.py``
+   replays the rule over logged searches: over the 207 in ``benchmarks/results/`` by session 15
+   it leaves out 18 configs, 15 of them cut off, about 20 s less waiting, none that finished
+   within 10% of its case's best.
 """
 
 from __future__ import annotations
@@ -317,11 +321,14 @@ def _shown(value: FieldValue) -> str:
 def logged_dead_ends(earlier: Sequence[Path], users_timeout: int) -> set[Feature]:
     """Rule 6 over these batches' CSV logs, for the batch that follows them (its cut as
     ``_finite`` sets it: rule 3's, lowered into the user's timeout)."""
+    logged = monitor.compile_outcomes(log.with_suffix(".csv") for log in earlier)
+    if all(cut_at is None for _text, cut_at in logged):
+        return set()  # nothing cut off: no config text to parse
     cut = lowered_compile_timeout(
         users_timeout, compile_cut(earlier) or FIRST_BATCH_COMPILE_TIMEOUT_S
     )
     outcomes = []
-    for text, cut_at in monitor.compile_outcomes(log.with_suffix(".csv") for log in earlier):
+    for text, cut_at in logged:
         with contextlib.suppress(ValueError):
             outcomes.append((monitor.config_from_repr(text), cut_at))
     return dead_ends(outcomes, cut)
@@ -411,8 +418,8 @@ def batch_around(
     dead: set[Feature] | None = None,
 ) -> dict[str, Any]:
     """``centre`` and up to ``size`` of its one-step neighbours not in ``known`` and carrying none
-    of the ``dead`` field values (rule 6), sampled with ``seed``, by canonical id: the batch of the
-    probe (rule 1) and of a climb step (rule 3)."""
+    of the ``dead`` ends (rule 6), sampled with ``seed``, by canonical id: the batch of the probe
+    (rule 1) and of a climb step (rule 3)."""
     neighbours = pattern_neighbours(problem.bound, centre, problem.bound.settings, warp_pairs)
     random.Random(seed).shuffle(neighbours)
     batch: dict[str, Any] = {_canonical_id(centre): centre}  # compared within the batch
@@ -671,8 +678,8 @@ class SeededSearch:
         # Rule 5: each candidate's timing in the shared worker lasts at most this many ms
         # (None: Helion's 50 ms).
         self.rep_ms = rep_ms
-        # Rule 3b: after LFBO refines, up to this many climb steps from its
-        # best, each a probe of one-step neighbours and block-size/warp pairs.
+        # Rule 3b: after LFBO refines, up to this many climb steps from its best, each a probe
+        # of one-step neighbours and block-size/warp pairs.
         if polish_steps < 0:
             raise ValueError(f"polish_steps must be 0 or more, not {polish_steps}")
         self.polish_steps = polish_steps
