@@ -22,8 +22,9 @@ import csv
 import re
 import sys
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script: the package may not be installed
@@ -51,6 +52,7 @@ RULES = (
 )
 
 Row = tuple[int, float | None, float, str]  # generation, ms (None unless ok), compile s, status
+R = TypeVar("R")  # a stage log's row as a reader makes it
 
 
 def read_rows(path: Path) -> list[Row]:
@@ -81,12 +83,19 @@ def stage_logs(dirs: Sequence[Path]) -> dict[tuple[str, str, str], dict[str, Pat
     return found
 
 
-def searches(dirs: Sequence[Path]) -> dict[tuple[str, str, str], dict[str, list[Row]]]:
-    """(log dir, case, strategy) -> stage -> rows."""
+def read_stage_logs(
+    dirs: Sequence[Path], read: Callable[[Path], list[R]]
+) -> dict[tuple[str, str, str], dict[str, list[R]]]:
+    """(log dir, case, strategy) -> stage -> the rows ``read`` takes from its CSV log."""
     return {
-        key: {stage: read_rows(path) for stage, path in stages.items()}
+        key: {stage: read(path) for stage, path in stages.items()}
         for key, stages in stage_logs(dirs).items()
     }
+
+
+def searches(dirs: Sequence[Path]) -> dict[tuple[str, str, str], dict[str, list[Row]]]:
+    """(log dir, case, strategy) -> stage -> rows."""
+    return read_stage_logs(dirs, read_rows)
 
 
 def command_line(prog: str, doc: str | None, argv: Sequence[str] | None) -> argparse.Namespace:

@@ -29,9 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script: the package may not be installed
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.compile_cut import STAGES, command_line, stage_logs  # noqa: E402
-from pytest_helion_tune.monitor import config_from_repr  # noqa: E402
-from pytest_helion_tune.strategies.base import COMPILE_TIMEOUT_MIN_S  # noqa: E402
+from benchmarks.compile_cut import STAGES, command_line, read_stage_logs  # noqa: E402
+from pytest_helion_tune.monitor import compile_cut_off, config_from_repr  # noqa: E402
 from pytest_helion_tune.strategies.seeded import (  # noqa: E402
     FIRST_BATCH_COMPILE_TIMEOUT_S,
     dead_ends,
@@ -53,8 +52,7 @@ class Row:
     @property
     def cut_at(self) -> float | None:
         """The timeout that cut this compile off, None where the compile ended."""
-        cut = self.status == "timeout" and self.seconds >= COMPILE_TIMEOUT_MIN_S
-        return self.seconds if cut else None
+        return self.seconds if compile_cut_off(self.status, self.seconds) else None
 
 
 @dataclass
@@ -89,10 +87,7 @@ def read_rows(path: Path) -> list[Row]:
 
 def searches(dirs: Sequence[Path]) -> dict[tuple[str, str, str], dict[str, list[Row]]]:
     """(log dir, case, strategy) -> stage -> rows."""
-    return {
-        key: {stage: read_rows(path) for stage, path in stages.items()}
-        for key, stages in stage_logs(dirs).items()
-    }
+    return read_stage_logs(dirs, read_rows)
 
 
 def batch_cut(rows: Sequence[Row], earlier: Sequence[Row]) -> float:

@@ -12,7 +12,7 @@ import csv
 import dataclasses
 import math
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -133,10 +133,11 @@ def finished(paths: Iterable[Path]) -> list[tuple[float, str]]:
     return sorted(found, key=lambda item: item[0])
 
 
-def _compile_cut_off(row: Sequence[str], seconds: float) -> bool:
-    """Whether a CSV row is a compile that a timeout cut off: a "timeout" of at least
-    ``COMPILE_TIMEOUT_MIN_S`` (a shorter one is a benchmark that timed out after its compile)."""
-    return row[4] == "timeout" and seconds >= COMPILE_TIMEOUT_MIN_S
+def compile_cut_off(status: str, seconds: float) -> bool:
+    """Whether a CSV row (its status and time) is a compile that a timeout cut off: a "timeout"
+    of at least ``COMPILE_TIMEOUT_MIN_S`` (a shorter one is a benchmark that timed out after its
+    compile)."""
+    return status == "timeout" and seconds >= COMPILE_TIMEOUT_MIN_S
 
 
 def compile_times(paths: Iterable[Path]) -> list[float]:
@@ -151,7 +152,7 @@ def compile_times(paths: Iterable[Path]) -> list[float]:
             continue
         with contextlib.suppress(ValueError):
             seconds = float(row[6])
-            if _compile_cut_off(row, seconds):
+            if compile_cut_off(row[4], seconds):
                 continue
             if math.isfinite(seconds) and seconds > 0:
                 found.append(seconds)
@@ -169,7 +170,7 @@ def compile_outcomes(paths: Iterable[Path]) -> list[tuple[str, float | None]]:
             continue
         with contextlib.suppress(ValueError):
             seconds = float(row[6]) if row[6] else 0.0
-            found.append((row[7], seconds if _compile_cut_off(row, seconds) else None))
+            found.append((row[7], seconds if compile_cut_off(row[4], seconds) else None))
     return found
 
 

@@ -252,6 +252,12 @@ def compile_cut(earlier: Sequence[Path]) -> float | None:
     return refine_compile_timeout(monitor.compile_times(log.with_suffix(".csv") for log in earlier))
 
 
+def batch_cut(earlier: Sequence[Path]) -> float:
+    """The compile timeout of the batch after these: rule 3's, ``FIRST_BATCH_COMPILE_TIMEOUT_S``
+    for the first."""
+    return compile_cut(earlier) or FIRST_BATCH_COMPILE_TIMEOUT_S
+
+
 FieldValue = tuple[str, int | None, str]  # (field, list position or None, repr of the value)
 Feature = tuple[FieldValue, ...]  # one field value, or two that a config carries together
 
@@ -324,9 +330,7 @@ def logged_dead_ends(earlier: Sequence[Path], users_timeout: int) -> set[Feature
     logged = monitor.compile_outcomes(log.with_suffix(".csv") for log in earlier)
     if all(cut_at is None for _text, cut_at in logged):
         return set()  # nothing cut off: no config text to parse
-    cut = lowered_compile_timeout(
-        users_timeout, compile_cut(earlier) or FIRST_BATCH_COMPILE_TIMEOUT_S
-    )
+    cut = lowered_compile_timeout(users_timeout, batch_cut(earlier))
     outcomes = []
     for text, cut_at in logged:
         with contextlib.suppress(ValueError):
@@ -1089,7 +1093,7 @@ class SeededSearch:
                 kwargs = {"configs": batch_configs}
                 self._run_helion(problem, "FiniteSearch", kwargs, base, outcome, offset)
 
-        cut = compile_cut(earlier) or FIRST_BATCH_COMPILE_TIMEOUT_S
+        cut = batch_cut(earlier)
         users = problem.bound.settings.autotune_compile_timeout
         began = time.perf_counter()
         batch(configs, cut, offset_s)
