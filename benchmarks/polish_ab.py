@@ -1,7 +1,7 @@
-"""Rule 3b's A/B inside each ``seeded-polish`` search: what its polish climb added to the final
+"""Rule 3b's A/B inside each search that polished: what its polish climb added to the final
 re-timing, and what the search came to against LFBO ``quick`` on the benchmark's re-timing.
 
-A ``seeded-polish`` search re-times, interleaved on the common timer, everything plain ``seeded``
+A ``seeded-polish`` search (session 15), or a ``seeded`` one since rule 3b is on by default, re-times, interleaved on the common timer, everything plain ``seeded``
 would (the default, the probe's best, LFBO's best and its top four) beside the polish climb's
 best three. The finalists that only the polish climb benchmarked (their id in a
 ``-polish-climbN.csv`` log and in no earlier stage's) are the B arm; the others are the A arm,
@@ -9,8 +9,9 @@ what ``seeded`` without rule 3b would have picked from. Usage::
 
     python benchmarks/polish_ab.py RESULTS_DIR [...] [--json OUT]
 
-Each RESULTS_DIR holds ``CASE__seeded-polish.json``, ``results.json`` (``benchmarks/report.py``)
-and the stage logs in ``logs/``.
+Each RESULTS_DIR holds ``CASE__seeded-polish.json`` or ``CASE__seeded.json``, ``results.json``
+(``benchmarks/report.py``) and the stage logs in ``logs/`` (or ``logs-cold/``, the committed
+dir's). A search without a polish log (it climbed, or stopped) gives no row.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ if str(ROOT) not in sys.path:  # run as a script: the package may not be install
 
 from benchmarks import log_tools  # noqa: E402
 
-STRATEGY = "seeded-polish"
+STRATEGIES = ("seeded-polish", "seeded")
 
 
 def _ids(paths: Sequence[Path]) -> set[str]:
@@ -40,12 +41,14 @@ def _ids(paths: Sequence[Path]) -> set[str]:
     return out
 
 
-def search_row(folder: Path, result_path: Path, cases: dict[str, Any]) -> dict[str, Any] | None:
+def search_row(
+    folder: Path, result_path: Path, cases: dict[str, Any], strategy: str
+) -> dict[str, Any] | None:
     """One search's row; None where it did not refine with LFBO (no polish ran)."""
     result = json.loads(result_path.read_text())
     case = result_path.name.split("__")[0]
-    logs = folder / "logs"
-    stem = f"{case}__{STRATEGY.replace('-', '_')}"
+    logs = folder / "logs" if (folder / "logs").is_dir() else folder / "logs-cold"
+    stem = f"{case}__{strategy.replace('-', '_')}"
     polish_logs = sorted(logs.glob(f"{stem}-polish-climb*.csv"))
     if not polish_logs:
         return None
@@ -68,6 +71,7 @@ def search_row(folder: Path, result_path: Path, cases: dict[str, Any]) -> dict[s
     lfbo = summary.get("strategies", {}).get("lfbo", {})
     row: dict[str, Any] = {
         "case": case,
+        "strategy": strategy,
         "dir": str(folder),
         "wall_s": result.get("wall_s"),
         "polish_s": round(polish_s, 2),
@@ -77,25 +81,26 @@ def search_row(folder: Path, result_path: Path, cases: dict[str, Any]) -> dict[s
         "vs_lfbo_ms": None,
         "vs_lfbo_s": None,
     }
-    if by_strategy.get(STRATEGY) and by_strategy.get("lfbo"):
-        row["vs_lfbo_ms"] = by_strategy[STRATEGY] / by_strategy["lfbo"]
+    if by_strategy.get(strategy) and by_strategy.get("lfbo"):
+        row["vs_lfbo_ms"] = by_strategy[strategy] / by_strategy["lfbo"]
     if lfbo.get("wall_s") and result.get("wall_s"):
         row["vs_lfbo_s"] = result["wall_s"] / lfbo["wall_s"]
     return row
 
 
 def rows(dirs: Sequence[Path]) -> list[dict[str, Any]]:
-    """The rows of every ``seeded-polish`` search that polished in these results dirs."""
+    """The rows of every ``seeded-polish`` or ``seeded`` search that polished in these dirs."""
     out: list[dict[str, Any]] = []
     for folder in dirs:
         summary_path = folder / "results.json"
         cases = {}
         if summary_path.exists():
             cases = {c["name"]: c for c in json.loads(summary_path.read_text())["cases"]}
-        for path in sorted(folder.glob(f"*__{STRATEGY}.json")):
-            row = search_row(folder, path, cases)
-            if row is not None:
-                out.append(row)
+        for strategy in STRATEGIES:
+            for path in sorted(folder.glob(f"*__{strategy}.json")):
+                row = search_row(folder, path, cases, strategy)
+                if row is not None:
+                    out.append(row)
     return out
 
 
@@ -121,7 +126,7 @@ def table(found: Sequence[dict[str, Any]]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     description = __doc__.split("\n\n")[0] if __doc__ else ""
-    return log_tools.run(description, argv, rows, table, f"{STRATEGY} search that polished")
+    return log_tools.run(description, argv, rows, table, "search that polished")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ Interpreter timings rank nothing, except where slowness is structural (the contr
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import statistics
@@ -852,6 +853,31 @@ def test_polish_ab_splits_a_searchs_final_retiming_into_its_two_arms(
     assert "| k | " in capsys.readouterr().out and json.loads(out.read_text())[0]["case"] == "k"
     with pytest.raises(SystemExit):
         polish_ab.main([str(tmp_path / "missing")])
+    # Since rule 3b is on by default a plain ``seeded`` search polishes too; the committed dir
+    # keeps its stage logs in ``logs-cold/``. Here the polish found nothing faster.
+    committed = tmp_path / "committed"
+    (committed / "logs-cold").mkdir(parents=True)
+    (committed / "m__seeded.json").write_text(
+        json.dumps(
+            {
+                "wall_s": 30.0,
+                "retimings": [{"stage": "final", "labels": ["lfbo-best:l"], "samples_ms": [[0.5]]}],
+            }
+        )
+    )
+    (committed / "logs-cold" / "m__seeded-lfbo.csv").write_text(
+        HELION_CSV_HEADER + "r,1,l,0,ok,0.5,0.2,C\n"
+    )
+    (committed / "logs-cold" / "m__seeded-polish-climb1.csv").write_text(
+        HELION_CSV_HEADER + "r,2.0,q,0,ok,0.6,0.2,C\n"
+    )
+    [row] = polish_ab.rows([committed])
+    assert (row["case"], row["strategy"], row["b_best_ms"], row["polish_gain"]) == (
+        "m",
+        "seeded",
+        None,
+        0.0,
+    )
 
 
 def test_stop_gate_replays_the_early_stop_with_helions_timer(
@@ -1103,6 +1129,46 @@ def test_compare_results_over_the_cases_both_runs_have(tmp_path: Path) -> None:
     assert compare_results.main([str(old), str(new)]) == 0
     with pytest.raises(SystemExit):  # no case with that strategy
         compare_results.main([str(old), str(new), "--strategy", "seeded-warm"])
+
+
+def test_search_medians_counts_each_search_once_across_copied_dirs(tmp_path: Path) -> None:
+    from benchmarks import search_medians
+
+    def doc(cases: dict[str, tuple[str, str, float, float]]) -> dict[str, Any]:
+        def case(name: str, started: str, commit: str, ms: float, s: float) -> dict[str, Any]:
+            run = {"started_at": started, "environment": {"git_commit": commit}}
+            summary = {"seeded": {"ms": ms, "wall_s": s}, "lfbo": {"ms": 1.0, "wall_s": 100.0}}
+            return {"name": name, "strategies": {"seeded": run}, "summary": {"strategies": summary}}
+
+        return {"cases": [case(n, *v) for n, v in cases.items()]}
+
+    committed = doc({"a": ("t1", "abc1234", 1.10, 30.0), "b": ("t1", "abc1234", 1.0, 10.0)})
+    # A copied dir searched "a" again and carries "b" unchanged (same search: not counted twice),
+    # re-timed in its own run; "old" is a search at another commit.
+    seed1 = doc({"a": ("t2", "abc1234", 0.90, 20.0), "b": ("t1", "abc1234", 1.02, 10.0)})
+    seed2 = doc({"a": ("t3", "abc1234", 1.00, 25.0), "old": ("t0", "fff0000", 2.0, 50.0)})
+    paths = []
+    for i, d in enumerate((committed, seed1, seed2)):
+        paths.append(tmp_path / f"{i}.json")
+        paths[-1].write_text(json.dumps(d))
+    docs = [json.loads(p.read_text()) for p in paths]
+    paths[2] = paths[2].with_suffix(".json.gz")  # the copied dirs' are committed gzipped
+    paths[2].write_bytes(gzip.compress(json.dumps(seed2).encode()))
+    by_case = search_medians.searches(docs, "seeded", "abc1234")
+    assert sorted(by_case) == ["a", "b"]
+    assert [r["ms"] for r in by_case["a"]] == [1.10, 0.90, 1.00]
+    assert [r["ms"] for r in by_case["b"]] == [1.0]  # from the first file, the run that followed it
+    result = search_medians.medians(by_case)
+    assert result["summary"]["searches"] == 4
+    assert result["summary"]["geomean_median_ms"] == pytest.approx(1.0)
+    assert result["summary"]["geomean_median_s"] == pytest.approx((0.25 * 0.10) ** 0.5)
+    assert result["summary"]["over_3pct"] == []
+    assert len(search_medians.searches(docs, "seeded", None)) == 3
+    out = tmp_path / "medians.json"
+    assert search_medians.main([*map(str, paths), "--commit", "abc", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["summary"]["searches"] == 4
+    with pytest.raises(SystemExit):  # no search at that commit
+        search_medians.main([str(paths[0]), "--commit", "0000000"])
 
 
 def test_timer_agreement_times_each_config_on_every_timer(
