@@ -9,12 +9,33 @@ by side within its run. Usage::
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+
+def read_results(path: Path) -> dict[str, Any]:
+    """A ``results.json`` of ``report.py``, plain or gzipped (by its ``.gz`` suffix)."""
+    raw = path.read_bytes()
+    doc = json.loads(gzip.decompress(raw) if path.suffix == ".gz" else raw)
+    if not isinstance(doc, dict):
+        raise ValueError("not a JSON object")
+    return doc
+
+
+def load(parser: argparse.ArgumentParser, paths: Sequence[Path]) -> list[dict[str, Any]]:
+    """Each of ``paths`` read by ``read_results``; a clear argparse error naming a bad one."""
+    docs = []
+    for path in paths:
+        try:
+            docs.append(read_results(path))
+        except (OSError, ValueError) as exc:
+            parser.error(f"{path}: not a results.json of report.py ({exc})")
+    return docs
 
 
 def ratios(doc: dict[str, Any], strategy: str) -> dict[str, tuple[float, float]]:
@@ -83,12 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--strategy", default="seeded")
     parser.add_argument("--json", type=Path, help="also write the comparison here")
     args = parser.parse_args(argv)
-    docs = []
-    for path in (args.old, args.new):
-        try:
-            docs.append(json.loads(path.read_text(encoding="utf-8")))
-        except (OSError, ValueError) as exc:
-            parser.error(f"{path}: not a results.json of report.py ({exc})")
+    docs = load(parser, (args.old, args.new))
     result = compare(docs[0], docs[1], args.strategy)
     if not result["rows"]:
         parser.error(f"no case has {args.strategy} and lfbo in both files")

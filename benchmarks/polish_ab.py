@@ -1,17 +1,19 @@
 """Rule 3b's A/B inside each search that polished: what its polish climb added to the final
 re-timing, and what the search came to against LFBO ``quick`` on the benchmark's re-timing.
 
-A ``seeded-polish`` search (session 15), or a ``seeded`` one since rule 3b is on by default, re-times, interleaved on the common timer, everything plain ``seeded``
-would (the default, the probe's best, LFBO's best and its top four) beside the polish climb's
-best three. The finalists that only the polish climb benchmarked (their id in a
+A ``seeded-polish`` search (session 15), or a plain ``seeded`` one since rule 3b is on by
+default, re-times, interleaved on the common timer, everything ``seeded`` without rule 3b would
+(the default, the probe's best, LFBO's best and its top four) beside the polish climb's best
+three. The finalists that only the polish climb benchmarked (their id in a
 ``-polish-climbN.csv`` log and in no earlier stage's) are the B arm; the others are the A arm,
 what ``seeded`` without rule 3b would have picked from. Usage::
 
     python benchmarks/polish_ab.py RESULTS_DIR [...] [--json OUT]
 
 Each RESULTS_DIR holds ``CASE__seeded-polish.json`` or ``CASE__seeded.json``, ``results.json``
-(``benchmarks/report.py``) and the stage logs in ``logs/`` (or ``logs-cold/``, the committed
-dir's). A search without a polish log (it climbed, or stopped) gives no row.
+or ``results.json.gz`` (``benchmarks/report.py``) and the stage logs in ``logs/`` (or
+``logs-cold/``, the committed dir's). A search without a polish log (it climbed, or stopped)
+gives no row.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ if str(ROOT) not in sys.path:  # run as a script: the package may not be install
     sys.path.insert(0, str(ROOT))
 
 from benchmarks import log_tools  # noqa: E402
+from benchmarks.compare_results import read_results  # noqa: E402
 
 STRATEGIES = ("seeded-polish", "seeded")
 
@@ -92,10 +95,11 @@ def rows(dirs: Sequence[Path]) -> list[dict[str, Any]]:
     """The rows of every ``seeded-polish`` or ``seeded`` search that polished in these dirs."""
     out: list[dict[str, Any]] = []
     for folder in dirs:
-        summary_path = folder / "results.json"
         cases = {}
-        if summary_path.exists():
-            cases = {c["name"]: c for c in json.loads(summary_path.read_text())["cases"]}
+        for summary_path in (folder / "results.json", folder / "results.json.gz"):
+            if summary_path.exists():
+                cases = {c["name"]: c for c in read_results(summary_path)["cases"]}
+                break
         for strategy in STRATEGIES:
             for path in sorted(folder.glob(f"*__{strategy}.json")):
                 row = search_row(folder, path, cases, strategy)

@@ -170,6 +170,20 @@ STRATEGIES: dict[str, StrategySpec] = {
             "seeded without rule 3b's climb steps after its LFBO refinement (seeded until 555ca38)",
             polish_steps=0,
         ),
+        seeded_variant(
+            "seeded-witness",
+            60,
+            "seeded, refining with LFBO where rule 2's second witness (a 10%+ probe lead on "
+            "Helion's timer) sent it on, instead of the climb: not yet measured",
+            witness_refine="lfbo",
+        ),
+        seeded_variant(
+            "seeded-contested",
+            40,
+            "seeded, its combine batch also swapping one joined change for a runner-up to the "
+            "same entries (rule 1c, 2 configs): not yet measured",
+            contested=2,
+        ),
         StrategySpec("lfbo", "lfbo", "quick", 230, "Helion's LFBOTreeSearch, effort quick"),
         StrategySpec("pattern", "pattern", "quick", 190, "Helion's PatternSearch, effort quick"),
         StrategySpec("random", "random", "quick", 150, "Helion's RandomSearch, effort quick"),

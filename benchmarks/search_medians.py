@@ -12,7 +12,6 @@ interleaved re-timing), their medians, and the geomean of the medians. A file ma
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import statistics
 import sys
@@ -21,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 try:
-    from benchmarks.compare_results import geomean
+    from benchmarks.compare_results import geomean, load
 except ImportError:  # run as a script
-    from compare_results import geomean  # type: ignore[no-redef]
+    from compare_results import geomean, load  # type: ignore[no-redef]
 
 
 def searches(
@@ -104,13 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--commit", help="count only searches made at this commit (a prefix)")
     parser.add_argument("--json", type=Path, help="also write the medians here")
     args = parser.parse_args(argv)
-    docs = []
-    for path in args.results:
-        try:
-            raw = path.read_bytes()
-            docs.append(json.loads(gzip.decompress(raw) if path.suffix == ".gz" else raw))
-        except (OSError, ValueError) as exc:
-            parser.error(f"{path}: not a results.json of report.py ({exc})")
+    docs = load(parser, args.results)
     result = medians(searches(docs, args.strategy, args.commit))
     if not result["rows"]:
         at = f" at {args.commit}" if args.commit else ""

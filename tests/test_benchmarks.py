@@ -871,6 +871,13 @@ def test_polish_ab_splits_a_searchs_final_retiming_into_its_two_arms(
     (committed / "logs-cold" / "m__seeded-polish-climb1.csv").write_text(
         HELION_CSV_HEADER + "r,2.0,q,0,ok,0.6,0.2,C\n"
     )
+    (committed / "results.json.gz").write_bytes(  # as the copied dirs' are committed
+        gzip.compress(
+            json.dumps(
+                {"cases": [{"name": "m", "strategies": {"lfbo": {"wall_s": 60.0}}}]}
+            ).encode()
+        )
+    )
     [row] = polish_ab.rows([committed])
     assert (row["case"], row["strategy"], row["b_best_ms"], row["polish_gain"]) == (
         "m",
@@ -878,6 +885,7 @@ def test_polish_ab_splits_a_searchs_final_retiming_into_its_two_arms(
         None,
         0.0,
     )
+    assert row["vs_lfbo_s"] == 0.5
 
 
 def test_stop_gate_replays_the_early_stop_with_helions_timer(
@@ -1127,8 +1135,14 @@ def test_compare_results_over_the_cases_both_runs_have(tmp_path: Path) -> None:
     assert s["old_ms"] == pytest.approx(1.1) and s["new_ms"] == pytest.approx(1.0)
     assert s["old_s"] == pytest.approx(0.25) and s["new_s"] == pytest.approx(0.32)
     assert compare_results.main([str(old), str(new)]) == 0
+    packed = tmp_path / "new.json.gz"  # the copied dirs' results are committed gzipped
+    packed.write_bytes(gzip.compress(new.read_bytes()))
+    assert compare_results.read_results(packed) == json.loads(new.read_text())
+    assert compare_results.main([str(old), str(packed)]) == 0
     with pytest.raises(SystemExit):  # no case with that strategy
         compare_results.main([str(old), str(new), "--strategy", "seeded-warm"])
+    with pytest.raises(SystemExit):  # not JSON: the error names the file
+        compare_results.main([str(old), str(tmp_path / "missing.json")])
 
 
 def test_search_medians_counts_each_search_once_across_copied_dirs(tmp_path: Path) -> None:

@@ -698,6 +698,29 @@ def test_a_lead_on_helions_timer_keeps_the_search_going(
         assert "block_sizes=[64]" in climbed[0], climbed
 
 
+def test_witness_refine_lfbo_refines_what_the_second_witness_sent_on(
+    tmp_path: Path, whole_probe: None
+) -> None:
+    """``witness_refine="lfbo"`` (``seeded-witness``): the search that rule 2's second witness
+    sends on (a 25% lead on Helion's timer, none on the common timer) refines with LFBO seeded
+    from Helion's fastest, not with the climb, and says why; the default climbs, as above."""
+    problem = add_problem(
+        None, (), timer=TwoClocksTimer(0.25), log_path=str(tmp_path / "logs" / "add")
+    )
+    outcome = seeded.SeededSearch(marginal=False, witness_refine="lfbo").search(problem)
+
+    assert_runs(problem, outcome)
+    chosen = next(n for n in outcome.notes if n.startswith("refinement:"))
+    assert chosen.startswith("refinement: lfbo (") and "witness_refine='lfbo'" in chosen, chosen
+    logs = tmp_path / "logs"
+    assert (logs / "add-lfbo.csv").exists() and not (logs / "add-climb1.csv").exists()
+    assert seeded.refinement("auto", 0.0, "lfbo") == "lfbo"
+    assert seeded.refinement("auto", 0.0) == "climb"
+    assert seeded.refinement("climb", 0.5, "lfbo") == "climb"  # a forced refinement wins
+    with pytest.raises(ValueError, match="witness_refine must be one of climb, lfbo"):
+        seeded.SeededSearch(witness_refine="pattern")
+
+
 def test_stop_reason() -> None:
     gain, short = seeded.GAIN_TO_CONTINUE, seeded.BUDGET_LEFT_TO_GO_ON_S - 1
     assert seeded.stop_reason(gain, False, None, True) is None
@@ -1110,6 +1133,39 @@ def test_seeded_polish_climbs_from_the_lfbo_refinements_best(
         seeded.SeededSearch(polish_steps=-1)
 
 
+def test_a_polish_step_that_leaves_out_dead_ends_is_named_as_a_polish_step(
+    tmp_path: Path, whole_probe: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rule 6 inside rule 3b: the logs up to LFBO's are made to say that configs with 2 and 8
+    warps (the warp count's neighbours) were cut off at 30 s twice each, and nothing else; the
+    polish's first step leaves them out, and its note names it ``polish-climb1``, not the plain
+    climb's ``climb1``."""
+    outcomes = seeded.monitor.compile_outcomes
+    slow = [
+        (f"Config(block_sizes=[{b}], num_warps={w})", 30.0)
+        for b, w in ((16, 2), (32, 2), (64, 8), (128, 8))
+    ]
+
+    def cut_in_lfbo(paths: Any) -> list[tuple[str, float | None]]:
+        paths = list(paths)  # after LFBO: only the cut-offs, so no compiled config carries them
+        return slow if any(Path(p).name == "add-lfbo.csv" for p in paths) else outcomes(paths)
+
+    monkeypatch.setattr(seeded.monitor, "compile_outcomes", cut_in_lfbo)
+    problem = add_problem(None, (), timer=BlockTimer(256), log_path=str(tmp_path / "logs" / "add"))
+    outcome = seeded.SeededSearch(extend=False).search(problem)
+
+    assert_runs(problem, outcome)
+    said = [n for n in outcome.notes if "leaves out" in n]
+    assert said == [
+        "polish-climb1: leaves out neighbours with `num_warps=2`, `num_warps=8` (compiles cut off "
+        "2+ times, never compiled; rule 6)"
+    ], outcome.notes
+    logs = tmp_path / "logs"  # the step's centre, LFBO's best, is in LFBO's log: not proposed
+    lfbo = {r["config"] for r in read_rows(logs / "add-lfbo.csv")}
+    proposed = {r["config"] for r in read_rows(logs / "add-polish-climb1.csv")} - lfbo
+    assert proposed and not any("num_warps=2," in c or "num_warps=8," in c for c in proposed)
+
+
 def test_refinement_rule() -> None:
     assert seeded.refinement("auto", seeded.STEEP_GAIN) == "lfbo"
     assert seeded.refinement("auto", seeded.STEEP_GAIN - 0.001) == "climb"
@@ -1330,6 +1386,85 @@ def test_combined_changes_join_changes_to_two_entries_of_one_list() -> None:
     ]
     (joined,) = seeded.combined_changes(bound, start, timed, cap=4)
     assert joined.config["load_eviction_policies"] == ["last", "first"]
+
+
+def test_contested_combine_swaps_a_joined_change_for_its_runner_up() -> None:
+    """Rule 1c: of two changes to one entry that both beat the start (load 1 to ``last`` and to
+    ``first``), rule 1b joins the faster; ``contested`` adds the largest join with the runner-up
+    in its place, one config per runner-up, fastest first, and none for a kept change that the
+    largest join does not hold."""
+    bound = add.bind((torch.randn(256), torch.randn(256)))
+    start = bound.config_spec.default_config()
+    assert start.config["load_eviction_policies"] == ["", ""]
+
+    def with_(**fields: Any) -> Any:
+        return helion.Config(**{**start.config, **fields})
+
+    timed = [
+        (1.0, with_(load_eviction_policies=["last", ""])),
+        (1.5, with_(num_warps=8)),
+        (2.0, with_(load_eviction_policies=["", "last"])),
+        (2.1, with_(load_eviction_policies=["", "first"])),  # runner-up on load 1
+        (2.2, with_(load_eviction_policies=["first", ""])),  # runner-up on load 0
+        (2.3, with_(num_warps=2)),  # runner-up on the warp count
+        (3.0, start),
+    ]
+
+    def shown(configs: list[Any]) -> list[tuple[list[str], int]]:
+        return [(c.config["load_eviction_policies"], c.config["num_warps"]) for c in configs]
+
+    plain = shown(seeded.combined_changes(bound, start, timed, cap=4))
+    assert plain == [(["last", ""], 8), (["last", "last"], 8)]
+    assert shown(seeded.combined_changes(bound, start, timed, cap=4, contested=1)) == [
+        *plain,
+        (["last", "first"], 8),
+    ]
+    assert shown(seeded.combined_changes(bound, start, timed, cap=4, contested=2)) == [
+        *plain,
+        (["last", "first"], 8),
+        (["first", "last"], 8),
+    ]
+    # cap 1: the largest join is load 0's ``last`` with 8 warps; load 1's runner-up has nothing
+    # to swap in it, load 0's and the warp count's have.
+    assert shown(seeded.combined_changes(bound, start, timed, cap=1, contested=2)) == [
+        (["last", ""], 8),
+        (["first", ""], 8),
+        (["last", ""], 2),
+    ]
+    with pytest.raises(ValueError, match="contested must be 0 or more"):
+        seeded.SeededSearch(contested=-1)
+
+
+class PeakTimer(BlockWarpsTimer):
+    """The default's block 32 sits on a peak: both of its block neighbours (16 and 64) beat it,
+    64 by more; 8 warps beat the default's 4."""
+
+    name = "peak"
+
+    def sample(self, fn: Any, label: str) -> float:
+        fn()
+        launch = re.search(r"_launcher\(_helion_add, \((\d+),\).*num_warps=(\d+)", _generated(fn))
+        assert launch, "no add kernel launch in the timed callable"
+        block, warps = 256 // int(launch.group(1)), int(launch.group(2))
+        on_block = 3.0 if block == 32 else 1.0 + 0.1 * abs(math.log2(block / 64))
+        return on_block + 0.5 * abs(math.log2(warps / 8))
+
+
+@pytest.mark.parametrize("contested", [0, 1])
+def test_a_search_with_contested_tries_the_runner_up_in_its_combine_batch(
+    tmp_path: Path, whole_probe: None, contested: int
+) -> None:
+    """``seeded-contested`` end to end: the probe finds blocks 64 and 16 both faster than the
+    default's 32 (64 more so) and 8 warps faster; rule 1b joins block 64 with 8 warps, and rule
+    1c also block 16 with 8 warps, in the same combine batch."""
+    problem = add_problem(None, (), timer=PeakTimer(64, 8), log_path=str(tmp_path / "logs" / "add"))
+    outcome = seeded.SeededSearch(warp_pairs=False, contested=contested).search(problem)
+
+    assert_runs(problem, outcome)
+    combined = {r["config"] for r in read_rows(tmp_path / "logs" / "add-combine.csv")}
+    assert any("block_sizes=[64]" in c and "num_warps=8" in c for c in combined), combined
+    swapped = any("block_sizes=[16]" in c and "num_warps=8" in c for c in combined)
+    assert swapped == bool(contested), combined
 
 
 def test_extended_changes_take_integer_fields_one_step_further() -> None:

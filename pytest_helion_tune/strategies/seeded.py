@@ -30,6 +30,16 @@ Rules (stated, not tuned per kernel):
    configs with 32 warps time faster still in LFBO's logs. On the H100 four searches with it
    there ended at 0.946-1.138x LFBO's latency (median 1.09x; ``extend_ab.md``), against
    0.979-1.210x (median 1.11x) for six without.
+1c. Contested entries (``contested``, 0: off; ``seeded-contested`` in ``benchmarks/run.py``, not
+   measured as a variant yet): rule 1b keeps, of two changes to the same entries, the one the
+   probe timed faster, though both beat the start and the probe's timings of the two can lie
+   within its noise. With ``contested=N`` the combine batch also holds up to N copies of its
+   largest join with one kept change swapped for such a runner-up. On the H100 at f5a717e one of
+   three cold searches of softmax 128x131072 stopped at the default (1.122x LFBO ``quick``'s
+   latency): its probe timed ``last`` eviction on load 2 0.1% faster than ``first`` there, the
+   combine joined ``last`` on loads 1 and 2 (slower), where the search that joined ``last`` on
+   load 1 with ``first`` on load 2 gained 8% in that batch and ended at 0.995x
+   (``benchmarks/results/nvidia-h100-80gb-hbm3/cold_f5a717e.md``).
 2. Early stop: the default, the start and the best three that finished are re-timed interleaved
    on the common timer. Unless the best beats the start by at least ``GAIN_TO_CONTINUE`` (1.5%,
    above the re-timing noise), the search stops here and returns the start (warm: the faster
@@ -79,7 +89,14 @@ Rules (stated, not tuned per kernel):
    the climb's loss on one case (matmul 2047x2049x1023: 1.290x; its probe gained +33%); the
    switch 0.997x at 0.293x, the threshold chosen on the first two runs. ``refine="lfbo"`` and
    ``refine="climb"`` force one (``seeded-lfbo`` and ``seeded-climb`` in ``benchmarks/run.py``,
-   not plugin strategies).
+   not plugin strategies). A search that rule 2's second witness sent on climbs (its re-timed
+   gain is under ``STEEP_GAIN``); ``witness_refine="lfbo"`` refines it with LFBO instead, as
+   for the 10%+ gain Helion's timer saw (``seeded-witness`` in ``benchmarks/run.py``; not
+   measured as a variant yet). On the H100 at f5a717e the three searches the witness sent on in
+   layer_norm 256x32768 and rms_norm 256x65536 climbed and ended at 1.018-1.059x LFBO
+   ``quick``'s latency, their picks at 0.94-1.01x the default; the one rms_norm 256x65536 search
+   whose probe gained +10.4% refined with LFBO and ended at 1.002x
+   (``benchmarks/results/nvidia-h100-80gb-hbm3/cold_f5a717e.md``).
    LFBO re-benchmarks (in Helion's worker) every member that times faster than the best so far
    (``RECHECK``; Helion's ``quick`` re-times only a member that claims a 10%+ lead) before its
    paths follow it: a single in-search timing can flatter a config. On the H100, matmul
@@ -198,6 +215,7 @@ LFBO_PATHS = 2  # rule 3: LFBO's search paths (Helion's ``copies``), from its fa
 VERY_STEEP_GAIN = 0.30  # rule 3: from this gain, ``very_steep_paths`` search paths
 RECHECK = 1.0  # rule 3: LFBO re-benchmarks every member that times under this x the best so far
 REFINEMENTS = ("auto", "lfbo", "climb")  # rule 3; the forced two are measured beside it
+WITNESS_REFINEMENTS = ("climb", "lfbo")  # rule 3 after rule 2's second witness (``witness_refine``)
 POLISH_STEPS = 2  # rule 3b: climb steps after the LFBO refinement
 DEAD_END_TIMEOUTS = 2  # rule 6: a value cut off this often, never compiled, is left out
 SEARCH_REP_MS = 15  # rule 5: each candidate's timing in Helion's worker, against Helion's 50 ms
@@ -390,11 +408,14 @@ def helion_lead(timed: Sequence[tuple[float, Any]], start_id: str) -> float:
     return start_ms / timed[0][0] - 1
 
 
-def refinement(refine: str, gain_on_start: float) -> str:
+def refinement(refine: str, gain_on_start: float, witness: str | None = None) -> str:
     """Which refinement rule 3 runs: ``refine`` when forced, else LFBO from a gain of
-    ``STEEP_GAIN`` of the probe's best over the start (re-timed), the climb below it."""
+    ``STEEP_GAIN`` of the probe's best over the start (re-timed), the climb below it; ``witness``
+    (``witness_refine``) where rule 2's second witness sent the search on."""
     if refine != "auto":
         return refine
+    if witness is not None:
+        return witness
     return "lfbo" if gain_on_start >= STEEP_GAIN else "climb"
 
 
@@ -506,19 +527,35 @@ def _improving_changes(
     """``start`` flattened, and the changes of the configs in ``timed`` that beat it, fastest
     first; a change touching what a faster one already changed is left out. Empty when
     ``start`` is not in ``timed``."""
+    base, changes, _rivals = _ranked_changes(gen, start, timed)
+    return base, changes
+
+
+def _ranked_changes(
+    gen: Any, start: Any, timed: Sequence[tuple[float, Any]]
+) -> tuple[list[Any], list[Change], list[tuple[int, Change]]]:
+    """``_improving_changes``, and the runners-up it left out: (the index of the kept change,
+    the left-out change) where both beat ``start`` and set the same entries to other values
+    (``load_eviction_policies[2]`` to ``last`` and to ``first``), fastest first."""
     start_ms = next((ms for ms, c in timed if _canonical_id(c) == _canonical_id(start)), None)
     base = gen.flatten(start)
     changes: list[Change] = []
+    rivals: list[tuple[int, Change]] = []
     if start_ms is None:
-        return base, changes
+        return base, changes, rivals
     for ms, config in sorted(timed, key=lambda item: item[0]):
         if ms >= start_ms:
             break
         with contextlib.suppress(Exception):
             change = _change(gen.flatten(config), base)
-            if change and not any(_overlap(change, c) for c in changes):
+            if not change:
+                continue
+            touched = [i for i, c in enumerate(changes) if _overlap(change, c)]
+            if not touched:
                 changes.append(change)
-    return base, changes
+            elif len(touched) == 1 and changes[touched[0]].keys() == change.keys():
+                rivals.append((touched[0], change))
+    return base, changes, rivals
 
 
 def _applied(gen: Any, base: Sequence[Any], changes: Sequence[Change]) -> Any | None:
@@ -537,24 +574,42 @@ def _applied(gen: Any, base: Sequence[Any], changes: Sequence[Change]) -> Any | 
 
 
 def combined_changes(
-    bound: Any, start: Any, timed: Sequence[tuple[float, Any]], cap: int
+    bound: Any,
+    start: Any,
+    timed: Sequence[tuple[float, Any]],
+    cap: int,
+    contested: int = 0,
 ) -> list[Any]:
     """Rule 1b: configs joining the probe's changes that each beat ``start``.
 
     ``timed`` is (ms, config) of what finished, ``start`` among them. Each faster config's
     difference from the start is one change; a change touching what an earlier (faster) one
     already changed is left out. Returns the start with the best 2, 3, ... changes applied, at
-    most ``cap`` configs (none with fewer than two changes)."""
+    most ``cap`` configs (none with fewer than two changes). With ``contested`` (rule 1c), up to
+    that many more: the largest of those joins with one kept change swapped for a runner-up that
+    set the same entries to other values and also beat the start (the probe timed the two within
+    its noise, so which one joins the others is not settled by the probe)."""
     gen = _generation(bound, bound.settings)
-    base, changes = _improving_changes(gen, start, timed)
+    base, changes, rivals = _ranked_changes(gen, start, timed)
     out: list[Any] = []
+    largest: list[Change] = []  # the changes of the largest legal join
     for count in range(2, len(changes) + 1):
         if len(out) >= cap:
             break
         config = _applied(gen, base, changes[:count])
         if config is not None:
             out.append(config)
-    return out
+            largest = changes[:count]
+    swaps: list[Any] = []
+    for kept, rival in rivals:
+        if len(swaps) >= contested:
+            break
+        if kept < len(largest):
+            joined = [rival if i == kept else c for i, c in enumerate(largest)]
+            swapped = _applied(gen, base, joined)
+            if swapped is not None:
+                swaps.append(swapped)
+    return out + swaps
 
 
 def extended_changes(
@@ -664,9 +719,16 @@ class SeededSearch:
         rep_ms: int | None = SEARCH_REP_MS,
         polish_steps: int = POLISH_STEPS,
         skip_dead_ends: bool = True,
+        witness_refine: str = "climb",
+        contested: int = 0,
     ) -> None:
         if refine not in REFINEMENTS:
             raise ValueError(f"refine must be one of {', '.join(REFINEMENTS)}, not {refine!r}")
+        if witness_refine not in WITNESS_REFINEMENTS:
+            raise ValueError(
+                f"witness_refine must be one of {', '.join(WITNESS_REFINEMENTS)}, "
+                f"not {witness_refine!r}"
+            )
         self.name = name
         self.extra_seed_source = extra_seed_source
         self.refine = refine
@@ -690,6 +752,14 @@ class SeededSearch:
         self.polish_steps = polish_steps
         # Rule 6: the probe and climb steps leave out field values that only ever timed out.
         self.skip_dead_ends = skip_dead_ends
+        # Rule 3 after rule 2's second witness: the climb (as it was), or LFBO, as for a probe
+        # gain of STEEP_GAIN or more (which Helion's timer saw). Not measured yet.
+        self.witness_refine = witness_refine
+        # Rule 1c: up to this many more combine configs, each swapping one joined change for a
+        # runner-up to the same entries. Not measured yet; 0 leaves rule 1b as it was.
+        if contested < 0:
+            raise ValueError(f"contested must be 0 or more, not {contested}")
+        self.contested = contested
 
     def search(self, problem: SearchProblem) -> SearchOutcome:
         start = time.perf_counter()
@@ -786,14 +856,18 @@ class SeededSearch:
                     f"Helion's timer, {gain_on_start * 100:+.1f}% on the common timer"
                 )
 
-            refine = refinement(self.refine, gain_on_start)
+            # The default (the climb) is rule 3's choice for a re-timed gain under STEEP_GAIN.
+            witness = "lfbo" if on_helion and self.witness_refine == "lfbo" else None
+            refine = refinement(self.refine, gain_on_start, witness)
+            if self.refine != "auto":
+                why = f"forced by refine={self.refine!r}"
+            elif witness is not None:
+                why = f"after the second witness, witness_refine={self.witness_refine!r}"
+            else:
+                why = f"LFBO from {STEEP_GAIN * 100:+.0f}%"
             notes.append(
                 f"refinement: {refine} (the probe's best is {gain_on_start * 100:+.1f}% vs the start"
-                + (
-                    f"; LFBO from {STEEP_GAIN * 100:+.0f}%)"
-                    if self.refine == "auto"
-                    else f"; forced by refine={self.refine!r})"
-                )
+                f"; {why})"
             )
             if refine == "climb":
                 found, top = self._climb(
@@ -914,7 +988,7 @@ class SeededSearch:
         )
         timed = [] if spent else _timed([probe_log])
         cap = int(trim.get("combine", COMBINE_MAX))
-        joined = combined_changes(problem.bound, start_config, timed, cap)
+        joined = combined_changes(problem.bound, start_config, timed, cap, self.contested)
         if self.extend:
             joined += extended_changes(problem.bound, start_config, timed, cap)
         joined = [c for c in _unique(joined) if _canonical_id(c) not in known]
@@ -994,6 +1068,7 @@ class SeededSearch:
             start,
             self.polish_steps,
             earlier,
+            stage="polish-climb",
         )
         moved = _canonical_id(polished) != _canonical_id(found)
         outcome.notes.append(
@@ -1013,13 +1088,15 @@ class SeededSearch:
         start: float,
         steps: int,
         earlier: Sequence[Path] = (),
+        stage: str = "climb",
     ) -> tuple[Any, list[Any]]:
         """Rule 3, climb variant: a probe around the best so far (it in the batch, with up to
         ``cap`` of its one-step neighbours not benchmarked yet, fewer when little budget is left,
         as for the probe), again from a better one while a
         step gains ``MIN_IMPROVEMENT`` on Helion's timer, at most ``steps`` steps and never with
         less than ``BUDGET_LEFT_TO_GO_ON_S`` of the budget left. Its last best and the four
-        fastest it benchmarked."""
+        fastest it benchmarked. ``stage`` names its steps in the notes (``climb1``, or
+        ``polish-climb1`` for rule 3b's)."""
         logs: list[Path] = []
         for step in range(1, steps + 1):
             elapsed = time.perf_counter() - start
@@ -1031,7 +1108,7 @@ class SeededSearch:
                 size = budget_sized(cap, left)  # a step is benchmarked whole, like the probe
             current_id = _canonical_id(current)
             name = f"{base.name}-climb{step}"
-            dead = self._dead_ends(problem, [*earlier, *logs], outcome, name.rsplit("-", 1)[-1])
+            dead = self._dead_ends(problem, [*earlier, *logs], outcome, f"{stage}{step}")
             batch = batch_around(
                 problem, current, known, size, problem.seed + step, self.warp_pairs, dead
             )
