@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 try:
-    from benchmarks.compare_results import geomean, load
+    from benchmarks.compare_results import geomean, load, ratios
 except ImportError:  # run as a script
-    from compare_results import geomean, load  # type: ignore[no-redef]
+    from compare_results import geomean, load, ratios  # type: ignore[no-redef]
 
 
 def searches(
@@ -33,26 +33,19 @@ def searches(
     seen: set[tuple[str, str]] = set()
     out: dict[str, list[dict[str, Any]]] = {}
     for doc in docs:
+        found = ratios(doc, strategy)  # case -> (ms, s) against LFBO, where both ran
         for case in doc.get("cases", []):
-            run = (case.get("strategies") or {}).get(strategy) or {}
-            summary = (case.get("summary") or {}).get("strategies", {})
-            mine, lfbo = summary.get(strategy) or {}, summary.get("lfbo") or {}
-            made = (run.get("environment") or {}).get("git_commit", "")
-            if commit and not made.startswith(commit):
+            if case["name"] not in found:
                 continue
+            run = (case.get("strategies") or {}).get(strategy) or {}
+            made = (run.get("environment") or {}).get("git_commit", "")
             key = (case["name"], str(run.get("started_at", "")))
-            if key in seen or not all(
-                (mine.get("ms"), mine.get("wall_s"), lfbo.get("ms"), lfbo.get("wall_s"))
-            ):
+            if (commit and not made.startswith(commit)) or key in seen:
                 continue
             seen.add(key)
+            ms, s = found[case["name"]]
             out.setdefault(case["name"], []).append(
-                {
-                    "started_at": key[1],
-                    "commit": made,
-                    "ms": mine["ms"] / lfbo["ms"],
-                    "s": mine["wall_s"] / lfbo["wall_s"],
-                }
+                {"started_at": key[1], "commit": made, "ms": ms, "s": s}
             )
     return dict(sorted(out.items()))
 
