@@ -1315,11 +1315,15 @@ class BlockWarpsTimer(Timer):
     def __init__(self, block: int, warps: int) -> None:
         self.block, self.warps = block, warps
 
-    def sample(self, fn: Any, label: str) -> float:
+    def launched(self, fn: Any) -> tuple[int, int]:
+        """Runs ``fn`` and reads the block size and warp count of the add kernel it launched."""
         fn()
         launch = re.search(r"_launcher\(_helion_add, \((\d+),\).*num_warps=(\d+)", _generated(fn))
         assert launch, "no add kernel launch in the timed callable"
-        block, warps = 256 // int(launch.group(1)), int(launch.group(2))
+        return 256 // int(launch.group(1)), int(launch.group(2))
+
+    def sample(self, fn: Any, label: str) -> float:
+        block, warps = self.launched(fn)
         return 1.0 + abs(math.log2(block / self.block)) + abs(math.log2(warps / self.warps))
 
 
@@ -1448,10 +1452,7 @@ class PeakTimer(BlockWarpsTimer):
     name = "peak"
 
     def sample(self, fn: Any, label: str) -> float:
-        fn()
-        launch = re.search(r"_launcher\(_helion_add, \((\d+),\).*num_warps=(\d+)", _generated(fn))
-        assert launch, "no add kernel launch in the timed callable"
-        block, warps = 256 // int(launch.group(1)), int(launch.group(2))
+        block, warps = self.launched(fn)
         on_block = 3.0 if block == 32 else 1.0 + 0.1 * abs(math.log2(block / 64))
         return on_block + 0.5 * abs(math.log2(warps / 8))
 
