@@ -118,7 +118,15 @@ def test_example_tunes_reads_back_gates_and_packs_the_store(tmp_path: Path) -> N
     with tarfile.open(out / "helion-tune.tgz") as tar:
         names = tar.getnames()
     assert ".helion-tune/configs/example_kernels.matmul.matmul.json" in names
-    assert any(n.startswith(".helion-tune/baselines/") and n.endswith(".json") for n in names)
+    # Each case's baseline is either recorded (and packed) or refused with the reason: under the
+    # interpreter on a busy 2-core CI machine the per-round noise can pass the limit for all six.
+    for row in steps["baselines"]["cases"]:
+        packed = f".helion-tune/baselines/{row['kernel']}.json"
+        if row["baseline_ms"]:
+            assert packed in names, (packed, names)
+        else:
+            assert any(n.startswith("baseline not recorded: per-round noise") for n in row["notes"])
+            assert row["message"].endswith("record the baseline again on a quieter GPU")
     assert not [n for n in names if n.endswith(".lock") or ".claim" in n]
     with tarfile.open(out / "example-files.tgz") as tar:
         assert "example-files/report.html" in tar.getnames()
