@@ -147,8 +147,21 @@ class Project:
         (self.path / f"{name}.py").write_text(textwrap.dedent(body))
 
 
+# The pytest processes a test starts (pytester's subprocess runs, the harness's and the scripts'
+# runs) leave out Hypothesis's pytest plugin: importing it costs about 2 s of a child's 15 s start
+# here, and no child runs a Hypothesis test. pytester clears PYTEST_ADDOPTS when it starts, so
+# ``project`` sets it again.
+CHILD_ADDOPTS = "-p no:hypothesispytest"
+
+
+@pytest.fixture(autouse=True)
+def _children_skip_hypothesis(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYTEST_ADDOPTS", CHILD_ADDOPTS)
+
+
 @pytest.fixture
 def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Project:
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     monkeypatch.setenv("PYTHONHASHSEED", "0")
+    monkeypatch.setenv("PYTEST_ADDOPTS", CHILD_ADDOPTS)
     return Project(pytester)
