@@ -11,17 +11,19 @@ what ``seeded`` without rule 3b would have picked from. Usage::
     python benchmarks/polish_ab.py RESULTS_DIR [...] [--json OUT]
 
 Each RESULTS_DIR holds ``CASE__seeded-polish.json`` or ``CASE__seeded.json``, ``results.json``
-or ``results.json.gz`` (``benchmarks/report.py``) and the stage logs in ``logs/`` (or
-``logs-cold/``, the committed dir's). A search without a polish log (it climbed, or stopped)
-gives no row.
+or ``results.json.gz`` (``benchmarks/report.py``) and the stage logs in ``logs/``, ``logs-cold/``
+(the committed dir's) or ``logs.tar.gz`` (a copied dir as committed). A search without a polish
+log (it climbed, or stopped) gives no row.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import statistics
 import sys
+import tarfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,12 +38,29 @@ from benchmarks.compare_results import read_results  # noqa: E402
 STRATEGIES = ("seeded-polish", "seeded")
 
 
-def _ids(paths: Sequence[Path]) -> set[str]:
-    out: set[str] = set()
-    for path in paths:
-        with path.open(newline="") as handle:
-            out.update(row.get("config_id", "") for row in csv.DictReader(handle))
-    return out
+def stage_logs(folder: Path, stem: str) -> dict[str, list[dict[str, str]]]:
+    """The rows of each of a search's CSV stage logs (``STEM-STAGE.csv``), by file name, from
+    the folder's ``logs/`` or ``logs-cold/``, else from its ``logs.tar.gz``."""
+    out: dict[str, list[dict[str, str]]] = {}
+    for name in ("logs", "logs-cold"):
+        if (folder / name).is_dir():
+            for path in sorted((folder / name).glob(f"{stem}-*.csv")):
+                with path.open(newline="") as handle:
+                    out[path.name] = list(csv.DictReader(handle))
+            return out
+    if (folder / "logs.tar.gz").is_file():
+        with tarfile.open(folder / "logs.tar.gz") as tar:
+            for member in tar.getmembers():
+                name = Path(member.name).name
+                raw = tar.extractfile(member) if member.isfile() else None
+                if raw and name.startswith(f"{stem}-") and name.endswith(".csv"):
+                    text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+                    out[name] = list(csv.DictReader(text))
+    return dict(sorted(out.items()))
+
+
+def _ids(logs: Sequence[Sequence[dict[str, str]]]) -> set[str]:
+    return {row.get("config_id", "") for rows in logs for row in rows}
 
 
 def search_row(
@@ -50,25 +69,22 @@ def search_row(
     """One search's row; None where it did not refine with LFBO (no polish ran)."""
     result = json.loads(result_path.read_text())
     case = result_path.name.split("__")[0]
-    logs = folder / "logs" if (folder / "logs").is_dir() else folder / "logs-cold"
-    stem = f"{case}__{strategy.replace('-', '_')}"
-    polish_logs = sorted(logs.glob(f"{stem}-polish-climb*.csv"))
-    if not polish_logs:
+    logs = stage_logs(folder, f"{case}__{strategy.replace('-', '_')}")
+    polish_rows = [rows for name, rows in logs.items() if "-polish-climb" in name]
+    if not polish_rows:
         return None
-    earlier = [p for p in logs.glob(f"{stem}-*.csv") if "-polish-" not in p.name]
-    before = _ids(earlier)
-    polished_only = _ids(polish_logs) - before
+    earlier = [rows for name, rows in logs.items() if "-polish-" not in name]
+    polished_only = _ids(polish_rows) - _ids(earlier)
     final = [r for r in result.get("retimings", []) if r.get("stage") == "final"][-1]
     a_arm: list[float] = []
     b_arm: list[float] = []
     for label, samples in zip(final["labels"], final["samples_ms"], strict=True):
         config_id = label.split(":", 1)[1]
         (b_arm if config_id in polished_only else a_arm).append(statistics.median(samples))
-    polish_s = 0.0
-    for path in polish_logs:
-        with path.open(newline="") as handle:
-            stamps = [float(r["timestamp_s"]) for r in csv.DictReader(handle) if r["timestamp_s"]]
-        polish_s += max(stamps, default=0.0)
+    polish_s = sum(
+        max((float(r["timestamp_s"]) for r in rows if r["timestamp_s"]), default=0.0)
+        for rows in polish_rows
+    )
     summary = cases.get(case, {})
     by_strategy = summary.get("retime", {}).get("by_strategy", {})
     lfbo = summary.get("strategies", {}).get("lfbo", {})

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -886,6 +887,20 @@ def test_polish_ab_splits_a_searchs_final_retiming_into_its_two_arms(
         0.0,
     )
     assert row["vs_lfbo_s"] == 0.5
+    # A copied dir as committed (`cold_f5a717e/round1/`): its stage logs only in `logs.tar.gz`.
+    copied = tmp_path / "copied"
+    copied.mkdir()
+    shutil.copy(committed / "m__seeded.json", copied)
+    shutil.copy(committed / "results.json.gz", copied)
+    os.rename(committed / "logs-cold", committed / "logs")
+    (committed / "logs" / "other__seeded-polish-climb1.csv").write_text(HELION_CSV_HEADER)
+    with tarfile.open(copied / "logs.tar.gz", "w:gz") as tar:
+        tar.add(committed / "logs", arcname="logs")
+    assert sorted(polish_ab.stage_logs(copied, "m__seeded")) == [
+        "m__seeded-lfbo.csv",
+        "m__seeded-polish-climb1.csv",
+    ]
+    assert polish_ab.rows([copied]) == [{**row, "dir": str(copied)}]
 
 
 def test_stop_gate_replays_the_early_stop_with_helions_timer(
