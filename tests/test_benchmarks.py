@@ -809,6 +809,58 @@ def test_dead_ends_replays_rule_6_over_stage_logs(
         dead_ends.main([str(tmp_path / "missing")])
 
 
+def test_retime_repeat_compares_each_config_across_a_searchs_two_retimings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Hand-written: a search whose final re-timing found the whole GPU 10% slower (every ms up
+    10%, the candidate's ratio to the default unchanged) and the other candidate 4% further
+    behind; the same search copied into a second dir counts once."""
+    from benchmarks import retime_repeat
+
+    def search(folder: Path, case: str, final: list[float]) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        labels = ["default:d", "candidate:a", "candidate:b"]
+        retimings = [
+            {
+                "stage": "early-stop",
+                "labels": labels,
+                "samples_ms": [[1.0, 1.0, 9.0], [0.8], [0.9]],
+            },
+            {
+                "stage": "final",
+                "labels": [*labels, "climb-best:c"],
+                "samples_ms": [[m] for m in final],
+            },
+        ]
+        doc = {"case": case, "strategy": "seeded", "started_at": "t0", "retimings": retimings}
+        doc["environment"] = {"git_commit": "abc1234"}
+        (folder / f"{case}__seeded.json").write_text(json.dumps(doc))
+
+    search(tmp_path / "one", "k", [1.1, 0.88, 0.9 * 1.1 * 1.04, 0.7])
+    search(tmp_path / "two" / "round1", "k", [1.1, 0.88, 0.9 * 1.1 * 1.04, 0.7])
+    (tmp_path / "one" / "k__retime.json").write_text("{}")  # not a search: left out
+    found = retime_repeat.rows([tmp_path / "one", tmp_path / "two"])
+    by_config = {r["config"]: r for r in found}
+    assert sorted(by_config) == ["a", "b", "d"]  # c was timed once
+    assert by_config["d"]["ms_ratio"] == pytest.approx(1.1)
+    assert by_config["d"]["vs_default_ratio"] is None
+    assert by_config["a"]["vs_default_ratio"] == pytest.approx(1.0)
+    assert by_config["b"]["vs_default_ratio"] == pytest.approx(1.04)
+    assert (
+        by_config["b"]["stages"] == "early-stop -> final" and by_config["b"]["commit"] == "abc1234"
+    )
+    info = retime_repeat.summary(found)
+    assert info["searches"] == 1 and info["vs_default_ratio"]["pairs"] == 2
+    assert info["vs_default_ratio"]["over"]["0.03"] == 0.5
+    assert info["ms_ratio"]["over"]["0.05"] == 1.0  # every ms moved 10%, b's 14.4%
+    out = tmp_path / "repeat.json"
+    assert retime_repeat.main([str(tmp_path), "--json", str(out)]) == 0
+    assert "| ratio to the default | 2 | +2.00% | 2.00% | 50% |" in capsys.readouterr().out
+    assert len(json.loads(out.read_text())) == 3
+    with pytest.raises(SystemExit):
+        retime_repeat.main([str(tmp_path / "missing")])
+
+
 def test_polish_ab_splits_a_searchs_final_retiming_into_its_two_arms(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -1,0 +1,141 @@
+"""How well the common timer repeats inside one search: each config that two of a search's own
+re-timings (``early-stop``, then ``final``) both timed, its ratio to the default config in the
+later one against that in the earlier one.
+
+Both re-timings run in the search's process, seconds apart, every contender interleaved with
+the default, so a ratio that moves between them is what the decision at the end of a search
+cannot see: a lead within that movement is as likely noise as a gain. Also the same config's
+median alone (``ms``), which moves with the GPU's state and is what interleaving cancels.
+Usage::
+
+    python benchmarks/retime_repeat.py RESULTS_DIR [...] [--json OUT]
+
+Each RESULTS_DIR holds ``CASE__STRATEGY.json`` search results of ``benchmarks/run.py`` (every
+strategy whose name starts with ``seeded``), read recursively; a search found in several dirs
+(by case and start time) counts once.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script: the package may not be installed
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks import log_tools  # noqa: E402
+
+THRESHOLDS = (0.005, 0.01, 0.015, 0.02, 0.03, 0.05)
+
+
+def _medians(retiming: dict[str, Any]) -> dict[str, tuple[str, float]]:
+    """config id -> (its label, the median of its samples) in one re-timing."""
+    out = {}
+    for label, samples in zip(retiming["labels"], retiming["samples_ms"], strict=True):
+        role, _, config = label.partition(":")
+        if samples:
+            out[config] = (role, statistics.median(samples))
+    return out
+
+
+def search_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per config timed in two consecutive re-timings of the search, the default's too."""
+    out: list[dict[str, Any]] = []
+    timings = [_medians(r) for r in result.get("retimings", [])]
+    stages = [str(r.get("stage")) for r in result.get("retimings", [])]
+    for i in range(1, len(timings)):
+        before, after = timings[i - 1], timings[i]
+        default = next((c for c, (role, _) in after.items() if role == "default"), None)
+        for config, (role, ms) in after.items():
+            if config not in before:
+                continue
+            row: dict[str, Any] = {
+                "case": result.get("case"),
+                "strategy": result.get("strategy"),
+                "started_at": result.get("started_at"),
+                "commit": (result.get("environment") or {}).get("git_commit"),
+                "stages": f"{stages[i - 1]} -> {stages[i]}",
+                "config": config,
+                "role": role,
+                "ms_ratio": ms / before[config][1],
+                "vs_default_ratio": None,
+            }
+            if default is not None and default in before and config != default:
+                then = before[config][1] / before[default][1]
+                row["vs_default_ratio"] = (ms / after[default][1]) / then
+            out.append(row)
+    return out
+
+
+def rows(dirs: Sequence[Path]) -> list[dict[str, Any]]:
+    """The rows of every ``seeded*`` search under these dirs, each search once."""
+    out: list[dict[str, Any]] = []
+    seen: set[tuple[str, str]] = set()
+    for folder in dirs:
+        for path in sorted(folder.rglob("*__seeded*.json")):
+            try:
+                result = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if not isinstance(result, dict) or "retimings" not in result:
+                continue
+            key = (str(result.get("case")), str(result.get("started_at")))
+            if key not in seen:
+                seen.add(key)
+                out += search_rows(result)
+    return out
+
+
+def summary(found: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """For the ratio to the default and the ms alone: pairs, the median change (signed: above 0
+    where the later re-timing found the config slower), the median |change|, and the share of
+    pairs whose |change| is over each of ``THRESHOLDS``."""
+    out: dict[str, Any] = {"searches": len({(r["case"], r["started_at"]) for r in found})}
+    for field in ("vs_default_ratio", "ms_ratio"):
+        signed = [r[field] - 1 for r in found if r[field] is not None]
+        moved = [abs(m) for m in signed]
+        out[field] = {
+            "pairs": len(moved),
+            "median_signed": statistics.median(signed) if signed else None,
+            "median_change": statistics.median(moved) if moved else None,
+            "over": {f"{t:g}": sum(m > t for m in moved) / len(moved) for t in THRESHOLDS}
+            if moved
+            else {},
+        }
+    return out
+
+
+def table(found: Sequence[dict[str, Any]]) -> str:
+    info = summary(found)
+    lines = [
+        f"{info['searches']} searches",
+        "",
+        "| measure | pairs | median change | median abs change | "
+        + " | ".join(f"> {t * 100:g}%" for t in THRESHOLDS)
+        + " |",
+        "|---|---|---|---|" + "---|" * len(THRESHOLDS),
+    ]
+    for field, name in (("vs_default_ratio", "ratio to the default"), ("ms_ratio", "ms alone")):
+        part = info[field]
+        if not part["pairs"]:
+            continue
+        shares = " | ".join(f"{part['over'][f'{t:g}'] * 100:.0f}%" for t in THRESHOLDS)
+        lines.append(
+            f"| {name} | {part['pairs']} | {part['median_signed'] * 100:+.2f}% | "
+            f"{part['median_change'] * 100:.2f}% | {shares} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    description = __doc__.split("\n\n")[0] if __doc__ else ""
+    return log_tools.run(description, argv, rows, table, "search re-timed twice")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
