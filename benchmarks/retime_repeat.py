@@ -6,7 +6,11 @@ Both re-timings run in the search's process, seconds apart, every contender inte
 the default, so a ratio that moves between them is what the decision at the end of a search
 cannot see: a lead within that movement is as likely noise as a gain. Also the same config's
 median alone (``ms``), which moves with the GPU's state and is what interleaving cancels.
-Usage::
+
+And for each search that picked a config other than the default: the pick's lead over the
+default in its ``final`` re-timing against the lead in the benchmark's next re-timing of both
+(``CASE__retime.json`` beside the search, its newest entry at or after the search's end), the
+timer the issue's targets are judged on: how many small leads were still leads there. Usage::
 
     python benchmarks/retime_repeat.py RESULTS_DIR [...] [--json OUT]
 
@@ -29,8 +33,10 @@ if str(ROOT) not in sys.path:  # run as a script: the package may not be install
     sys.path.insert(0, str(ROOT))
 
 from benchmarks import log_tools  # noqa: E402
+from pytest_helion_tune.configs import config_id  # noqa: E402
 
 THRESHOLDS = (0.005, 0.01, 0.015, 0.02, 0.03, 0.05)
+SMALL_LEAD = 0.03  # a pick's lead over the default this small is listed with its benchmark lead
 
 
 def _medians(retiming: dict[str, Any]) -> dict[str, tuple[str, float]]:
@@ -55,6 +61,7 @@ def search_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
             if config not in before:
                 continue
             row: dict[str, Any] = {
+                "kind": "pair",
                 "case": result.get("case"),
                 "strategy": result.get("strategy"),
                 "started_at": result.get("started_at"),
@@ -72,8 +79,58 @@ def search_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _bench_lead(retime: dict[str, Any], after: str, pick: str, default: str) -> float | None:
+    """The default's ms over the pick's in the first benchmark re-timing finished at or after
+    ``after`` that timed both; None where there is none."""
+    entries = list(retime.get("history", []))
+    entries.append(
+        {
+            "finished_at": retime.get("finished_at", ""),
+            "ms_by_config": {
+                c.get("config_id"): c.get("median_ms") for c in retime.get("contenders", [])
+            },
+        }
+    )
+    for entry in sorted(entries, key=lambda e: str(e.get("finished_at", ""))):
+        ms = entry.get("ms_by_config") or {}
+        if str(entry.get("finished_at", "")) >= after and ms.get(pick) and ms.get(default):
+            return float(ms[default]) / float(ms[pick]) - 1
+    return None
+
+
+def pick_row(result: dict[str, Any], folder: Path) -> dict[str, Any] | None:
+    """The search's pick against the default, in its ``final`` re-timing and the benchmark's
+    next one; None where it picked the default or has no ``final`` re-timing."""
+    finals = [r for r in result.get("retimings", []) if r.get("stage") == "final"]
+    if not finals or not isinstance(result.get("config"), dict):
+        return None
+    final = _medians(finals[-1])
+    pick = config_id(result["config"])
+    default = next((c for c, (role, _) in final.items() if role == "default"), None)
+    if default is None or pick == default or pick not in final:
+        return None
+    retime_path = folder / f"{result.get('case')}__retime.json"
+    try:
+        retime = json.loads(retime_path.read_text())
+    except (OSError, ValueError):
+        retime = {}
+    return {
+        "kind": "pick",
+        "case": result.get("case"),
+        "strategy": result.get("strategy"),
+        "started_at": result.get("started_at"),
+        "commit": (result.get("environment") or {}).get("git_commit"),
+        "config": pick,
+        "final_lead": final[default][1] / final[pick][1] - 1,
+        "bench_lead": _bench_lead(retime, str(result.get("finished_at", "")), pick, default)
+        if isinstance(retime, dict)
+        else None,
+    }
+
+
 def rows(dirs: Sequence[Path]) -> list[dict[str, Any]]:
-    """The rows of every ``seeded*`` search under these dirs, each search once."""
+    """The rows of every ``seeded*`` search under these dirs, each search once: its configs
+    timed in two re-timings, then its pick (``kind`` ``"pick"``)."""
     out: list[dict[str, Any]] = []
     seen: set[tuple[str, str]] = set()
     for folder in dirs:
@@ -88,6 +145,9 @@ def rows(dirs: Sequence[Path]) -> list[dict[str, Any]]:
             if key not in seen:
                 seen.add(key)
                 out += search_rows(result)
+                picked = pick_row(result, path.parent)
+                if picked:
+                    out.append(picked)
     return out
 
 
@@ -95,9 +155,10 @@ def summary(found: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """For the ratio to the default and the ms alone: pairs, the median change (signed: above 0
     where the later re-timing found the config slower), the median |change|, and the share of
     pairs whose |change| is over each of ``THRESHOLDS``."""
-    out: dict[str, Any] = {"searches": len({(r["case"], r["started_at"]) for r in found})}
+    pairs = [r for r in found if r.get("kind") == "pair"]
+    out: dict[str, Any] = {"searches": len({(r["case"], r["started_at"]) for r in pairs})}
     for field in ("vs_default_ratio", "ms_ratio"):
-        signed = [r[field] - 1 for r in found if r[field] is not None]
+        signed = [r[field] - 1 for r in pairs if r[field] is not None]
         moved = [abs(m) for m in signed]
         out[field] = {
             "pairs": len(moved),
@@ -128,6 +189,24 @@ def table(found: Sequence[dict[str, Any]]) -> str:
         lines.append(
             f"| {name} | {part['pairs']} | {part['median_signed'] * 100:+.2f}% | "
             f"{part['median_change'] * 100:.2f}% | {shares} |"
+        )
+    picks = [r for r in found if r.get("kind") == "pick" and r["bench_lead"] is not None]
+    small = [r for r in picks if r["final_lead"] < SMALL_LEAD]
+    behind = [r for r in small if r["bench_lead"] < 0]
+    lines += [
+        "",
+        f"{len(picks)} picks other than the default with a benchmark re-timing of both after the "
+        f"search; {sum(r['bench_lead'] < 0 for r in picks)} of them behind the default there. "
+        f"{len(small)} led by under {SMALL_LEAD * 100:g}% in their own final re-timing, "
+        f"{len(behind)} of those behind the default on the benchmark's:",
+        "",
+        "| case | commit | lead, own final | lead, benchmark |",
+        "|---|---|---|---|",
+    ]
+    for r in sorted(small, key=lambda r: r["bench_lead"]):
+        lines.append(
+            f"| {r['case']} | {r['commit']} | {r['final_lead'] * 100:+.1f}% | "
+            f"{r['bench_lead'] * 100:+.1f}% |"
         )
     return "\n".join(lines)
 

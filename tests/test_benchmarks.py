@@ -814,8 +814,11 @@ def test_retime_repeat_compares_each_config_across_a_searchs_two_retimings(
 ) -> None:
     """Hand-written: a search whose final re-timing found the whole GPU 10% slower (every ms up
     10%, the candidate's ratio to the default unchanged) and the other candidate 4% further
-    behind; the same search copied into a second dir counts once."""
+    behind; it picked its climb's best, 2% ahead of the default there and 2% behind it in the
+    benchmark's next re-timing. The same search copied into a second dir counts once."""
     from benchmarks import retime_repeat
+
+    pick = {"block_sizes": [16], "num_warps": 4}
 
     def search(folder: Path, case: str, final: list[float]) -> None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -828,20 +831,34 @@ def test_retime_repeat_compares_each_config_across_a_searchs_two_retimings(
             },
             {
                 "stage": "final",
-                "labels": [*labels, "climb-best:c"],
+                "labels": [*labels, f"climb-best:{config_id(pick)}"],
                 "samples_ms": [[m] for m in final],
             },
         ]
         doc = {"case": case, "strategy": "seeded", "started_at": "t0", "retimings": retimings}
+        doc.update(config=pick, finished_at="2026-01-01T00:01:00Z")
         doc["environment"] = {"git_commit": "abc1234"}
         (folder / f"{case}__seeded.json").write_text(json.dumps(doc))
 
-    search(tmp_path / "one", "k", [1.1, 0.88, 0.9 * 1.1 * 1.04, 0.7])
-    search(tmp_path / "two" / "round1", "k", [1.1, 0.88, 0.9 * 1.1 * 1.04, 0.7])
-    (tmp_path / "one" / "k__retime.json").write_text("{}")  # not a search: left out
+    final = [1.1, 0.88, 0.9 * 1.1 * 1.04, 1.1 / 1.02]
+    search(tmp_path / "one", "k", final)
+    search(tmp_path / "two" / "round1", "k", final)
+    bench = {"d": 1.0, config_id(pick): 1.02}
+    (tmp_path / "one" / "k__retime.json").write_text(
+        json.dumps(
+            {
+                "history": [
+                    {"finished_at": "2026-01-01T00:00:00Z", "ms_by_config": {"d": 1.0}},
+                    {"finished_at": "2026-01-01T00:02:00Z", "ms_by_config": bench},
+                ],
+                "finished_at": "2026-01-01T00:03:00Z",
+                "contenders": [{"config_id": config_id(pick), "median_ms": 0.5}],
+            }
+        )
+    )
     found = retime_repeat.rows([tmp_path / "one", tmp_path / "two"])
-    by_config = {r["config"]: r for r in found}
-    assert sorted(by_config) == ["a", "b", "d"]  # c was timed once
+    by_config = {r["config"]: r for r in found if r["kind"] == "pair"}
+    assert sorted(by_config) == ["a", "b", "d"]  # the pick was timed once
     assert by_config["d"]["ms_ratio"] == pytest.approx(1.1)
     assert by_config["d"]["vs_default_ratio"] is None
     assert by_config["a"]["vs_default_ratio"] == pytest.approx(1.0)
@@ -849,14 +866,21 @@ def test_retime_repeat_compares_each_config_across_a_searchs_two_retimings(
     assert (
         by_config["b"]["stages"] == "early-stop -> final" and by_config["b"]["commit"] == "abc1234"
     )
+    [picked] = [r for r in found if r["kind"] == "pick"]
+    assert picked["config"] == config_id(pick)
+    assert picked["final_lead"] == pytest.approx(0.02)
+    assert picked["bench_lead"] == pytest.approx(1 / 1.02 - 1)  # the first entry after the search
     info = retime_repeat.summary(found)
     assert info["searches"] == 1 and info["vs_default_ratio"]["pairs"] == 2
     assert info["vs_default_ratio"]["over"]["0.03"] == 0.5
     assert info["ms_ratio"]["over"]["0.05"] == 1.0  # every ms moved 10%, b's 14.4%
     out = tmp_path / "repeat.json"
     assert retime_repeat.main([str(tmp_path), "--json", str(out)]) == 0
-    assert "| ratio to the default | 2 | +2.00% | 2.00% | 50% |" in capsys.readouterr().out
-    assert len(json.loads(out.read_text())) == 3
+    printed = capsys.readouterr().out
+    assert "| ratio to the default | 2 | +2.00% | 2.00% | 50% |" in printed
+    assert "1 picks other than the default" in printed and "1 of them behind" in printed
+    assert "| k | abc1234 | +2.0% | -2.0% |" in printed
+    assert len(json.loads(out.read_text())) == 4
     with pytest.raises(SystemExit):
         retime_repeat.main([str(tmp_path / "missing")])
 
