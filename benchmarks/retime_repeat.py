@@ -1,26 +1,30 @@
-"""How well the common timer repeats inside one search: each config that two of a search's own
-re-timings (``early-stop``, then ``final``) both timed, its ratio to the default config in the
-later one against that in the earlier one.
+"""How well the common timer repeats: inside one search, each config that two of the search's
+own re-timings (``early-stop``, then ``final``) both timed, its ratio to the default config in
+the later one against that in the earlier one; and the same between consecutive benchmark
+re-timings of a case (``CASE__retime.json``: its ``history`` and newest entry; these may come
+from other runs and other machines of the same GPU model).
 
-Both re-timings run in the search's process, seconds apart, every contender interleaved with
+A search's two re-timings run in its process, seconds apart, every contender interleaved with
 the default, so a ratio that moves between them is what the decision at the end of a search
-cannot see: a lead within that movement is as likely noise as a gain. Also the same config's
-median alone (``ms``), which moves with the GPU's state and is what interleaving cancels.
+cannot see: a lead within that movement may be noise. Also the same config's median alone
+(``ms``), which moves with the GPU's state and is what interleaving cancels.
 
 And for each search that picked a config other than the default: the pick's lead over the
 default in its ``final`` re-timing against the lead in the benchmark's next re-timing of both
-(``CASE__retime.json`` beside the search, its newest entry at or after the search's end), the
+(``CASE__retime.json`` beside the search, its first entry at or after the search's end), the
 timer the issue's targets are judged on: how many small leads were still leads there. Usage::
 
     python benchmarks/retime_repeat.py RESULTS_DIR [...] [--json OUT]
 
 Each RESULTS_DIR holds ``CASE__STRATEGY.json`` search results of ``benchmarks/run.py`` (every
-strategy whose name starts with ``seeded``), read recursively; a search found in several dirs
-(by case and start time) counts once.
+strategy whose name starts with ``seeded``) and ``CASE__retime.json`` files, read recursively;
+a search found in several dirs (by case and start time), or a pair of benchmark re-timings, counts
+once.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import statistics
 import sys
@@ -36,6 +40,12 @@ from benchmarks import log_tools  # noqa: E402
 from pytest_helion_tune.configs import config_id  # noqa: E402
 
 THRESHOLDS = (0.005, 0.01, 0.015, 0.02, 0.03, 0.05)
+# (name, row kind, field): what the table's rows measure
+MEASURES = (
+    ("ratio_to_the_default", "pair", "vs_default_ratio"),
+    ("ms_alone", "pair", "ms_ratio"),
+    ("benchmark_ratio_to_the_default", "bench-pair", "vs_default_ratio"),
+)
 SMALL_LEAD = 0.03  # a pick's lead over the default this small is listed with its benchmark lead
 
 
@@ -79,23 +89,65 @@ def search_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _bench_lead(retime: dict[str, Any], after: str, pick: str, default: str) -> float | None:
-    """The default's ms over the pick's in the first benchmark re-timing finished at or after
-    ``after`` that timed both; None where there is none."""
-    entries = list(retime.get("history", []))
+def _bench_entries(retime: dict[str, Any]) -> list[dict[str, Any]]:
+    """A case's benchmark re-timings, oldest first: its ``history`` and the newest (the file's
+    own ``contenders``), each as ``finished_at``, ``git_commit`` and ``ms_by_config``."""
+    entries = [e for e in retime.get("history", []) if isinstance(e, dict)]
     entries.append(
         {
             "finished_at": retime.get("finished_at", ""),
+            "git_commit": (retime.get("environment") or {}).get("git_commit"),
             "ms_by_config": {
                 c.get("config_id"): c.get("median_ms") for c in retime.get("contenders", [])
             },
         }
     )
-    for entry in sorted(entries, key=lambda e: str(e.get("finished_at", ""))):
+    return sorted(entries, key=lambda e: str(e.get("finished_at", "")))
+
+
+def _bench_lead(retime: dict[str, Any], after: str, pick: str, default: str) -> float | None:
+    """The default's ms over the pick's in the first benchmark re-timing finished at or after
+    ``after`` that timed both; None where there is none."""
+    for entry in _bench_entries(retime):
         ms = entry.get("ms_by_config") or {}
         if str(entry.get("finished_at", "")) >= after and ms.get(pick) and ms.get(default):
             return float(ms[default]) / float(ms[pick]) - 1
     return None
+
+
+def bench_rows(retime: dict[str, Any]) -> list[dict[str, Any]]:
+    """For each two consecutive benchmark re-timings of a case, each config both timed beside
+    the default: its ratio to the default in the later over that in the earlier."""
+    default = next(
+        (
+            c.get("config_id")
+            for c in retime.get("contenders", [])
+            if "default" in c.get("labels", [])
+        ),
+        None,
+    )
+    out: list[dict[str, Any]] = []
+    entries = _bench_entries(retime)
+    for before, after in itertools.pairwise(entries):
+        then, now = before.get("ms_by_config") or {}, after.get("ms_by_config") or {}
+        if not (then.get(default) and now.get(default)):
+            continue
+        for config in sorted(set(then) & set(now)):
+            if config == default or not (then[config] and now[config]):
+                continue
+            out.append(
+                {
+                    "kind": "bench-pair",
+                    "case": retime.get("case"),
+                    "started_at": before.get("finished_at"),
+                    "finished_at": after.get("finished_at"),
+                    "commit": after.get("git_commit"),
+                    "config": config,
+                    "vs_default_ratio": (now[config] / now[default])
+                    / (then[config] / then[default]),
+                }
+            )
+    return out
 
 
 def pick_row(result: dict[str, Any], folder: Path) -> dict[str, Any] | None:
@@ -130,10 +182,22 @@ def pick_row(result: dict[str, Any], folder: Path) -> dict[str, Any] | None:
 
 def rows(dirs: Sequence[Path]) -> list[dict[str, Any]]:
     """The rows of every ``seeded*`` search under these dirs, each search once: its configs
-    timed in two re-timings, then its pick (``kind`` ``"pick"``)."""
+    timed in two re-timings (``kind`` ``"pair"``), then its pick (``"pick"``); and of every
+    case's benchmark re-timings, each pair of consecutive ones once (``"bench-pair"``)."""
     out: list[dict[str, Any]] = []
     seen: set[tuple[str, str]] = set()
+    bench_seen: set[tuple[str, str, str, str]] = set()
     for folder in dirs:
+        for path in sorted(folder.rglob("*__retime.json")):
+            try:
+                retime = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            for row in bench_rows(retime) if isinstance(retime, dict) else []:
+                key = (row["case"], row["started_at"], row["finished_at"], row["config"])
+                if key not in bench_seen:  # a copied dir holds the committed dir's history too
+                    bench_seen.add(key)
+                    out.append(row)
         for path in sorted(folder.rglob("*__seeded*.json")):
             try:
                 result = json.loads(path.read_text())
@@ -152,15 +216,15 @@ def rows(dirs: Sequence[Path]) -> list[dict[str, Any]]:
 
 
 def summary(found: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """For the ratio to the default and the ms alone: pairs, the median change (signed: above 0
-    where the later re-timing found the config slower), the median |change|, and the share of
-    pairs whose |change| is over each of ``THRESHOLDS``."""
+    """For each of ``MEASURES``: pairs, the median change (signed: above 0 where the later
+    re-timing found the config slower), the median |change|, and the share of pairs whose
+    |change| is over each of ``THRESHOLDS``."""
     pairs = [r for r in found if r.get("kind") == "pair"]
     out: dict[str, Any] = {"searches": len({(r["case"], r["started_at"]) for r in pairs})}
-    for field in ("vs_default_ratio", "ms_ratio"):
-        signed = [r[field] - 1 for r in pairs if r[field] is not None]
+    for name, kind, field in MEASURES:
+        signed = [r[field] - 1 for r in found if r.get("kind") == kind and r.get(field) is not None]
         moved = [abs(m) for m in signed]
-        out[field] = {
+        out[name] = {
             "pairs": len(moved),
             "median_signed": statistics.median(signed) if signed else None,
             "median_change": statistics.median(moved) if moved else None,
@@ -181,8 +245,8 @@ def table(found: Sequence[dict[str, Any]]) -> str:
         + " |",
         "|---|---|---|---|" + "---|" * len(THRESHOLDS),
     ]
-    for field, name in (("vs_default_ratio", "ratio to the default"), ("ms_ratio", "ms alone")):
-        part = info[field]
+    for key, _kind, _field in MEASURES:
+        part, name = info[key], key.replace("_", " ")
         if not part["pairs"]:
             continue
         shares = " | ".join(f"{part['over'][f'{t:g}'] * 100:.0f}%" for t in THRESHOLDS)

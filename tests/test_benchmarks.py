@@ -815,7 +815,8 @@ def test_retime_repeat_compares_each_config_across_a_searchs_two_retimings(
     """Hand-written: a search whose final re-timing found the whole GPU 10% slower (every ms up
     10%, the candidate's ratio to the default unchanged) and the other candidate 4% further
     behind; it picked its climb's best, 2% ahead of the default there and 2% behind it in the
-    benchmark's next re-timing. The same search copied into a second dir counts once."""
+    benchmark's next re-timing, and half the default's time in the one after. The same search
+    and re-timings copied into a second dir count once."""
     from benchmarks import retime_repeat
 
     pick = {"block_sizes": [16], "num_warps": 4}
@@ -844,18 +845,20 @@ def test_retime_repeat_compares_each_config_across_a_searchs_two_retimings(
     search(tmp_path / "one", "k", final)
     search(tmp_path / "two" / "round1", "k", final)
     bench = {"d": 1.0, config_id(pick): 1.02}
-    (tmp_path / "one" / "k__retime.json").write_text(
-        json.dumps(
-            {
-                "history": [
-                    {"finished_at": "2026-01-01T00:00:00Z", "ms_by_config": {"d": 1.0}},
-                    {"finished_at": "2026-01-01T00:02:00Z", "ms_by_config": bench},
-                ],
-                "finished_at": "2026-01-01T00:03:00Z",
-                "contenders": [{"config_id": config_id(pick), "median_ms": 0.5}],
-            }
-        )
-    )
+    retime = {
+        "case": "k",
+        "history": [
+            {"finished_at": "2026-01-01T00:00:00Z", "ms_by_config": {"d": 1.0}},
+            {"finished_at": "2026-01-01T00:02:00Z", "ms_by_config": bench},
+        ],
+        "finished_at": "2026-01-01T00:03:00Z",
+        "contenders": [
+            {"config_id": "d", "labels": ["default"], "median_ms": 1.0},
+            {"config_id": config_id(pick), "labels": ["seeded"], "median_ms": 0.5},
+        ],
+    }
+    for folder in (tmp_path / "one", tmp_path / "two" / "round1"):
+        (folder / "k__retime.json").write_text(json.dumps(retime))
     found = retime_repeat.rows([tmp_path / "one", tmp_path / "two"])
     by_config = {r["config"]: r for r in found if r["kind"] == "pair"}
     assert sorted(by_config) == ["a", "b", "d"]  # the pick was timed once
@@ -870,17 +873,22 @@ def test_retime_repeat_compares_each_config_across_a_searchs_two_retimings(
     assert picked["config"] == config_id(pick)
     assert picked["final_lead"] == pytest.approx(0.02)
     assert picked["bench_lead"] == pytest.approx(1 / 1.02 - 1)  # the first entry after the search
+    [moved] = [r for r in found if r["kind"] == "bench-pair"]
+    assert moved["config"] == config_id(pick) and moved["commit"] is None
+    assert moved["vs_default_ratio"] == pytest.approx(0.5 / 1.02)
     info = retime_repeat.summary(found)
-    assert info["searches"] == 1 and info["vs_default_ratio"]["pairs"] == 2
-    assert info["vs_default_ratio"]["over"]["0.03"] == 0.5
-    assert info["ms_ratio"]["over"]["0.05"] == 1.0  # every ms moved 10%, b's 14.4%
+    assert info["searches"] == 1 and info["ratio_to_the_default"]["pairs"] == 2
+    assert info["ratio_to_the_default"]["over"]["0.03"] == 0.5
+    assert info["ms_alone"]["over"]["0.05"] == 1.0  # every ms moved 10%, b's 14.4%
+    assert info["benchmark_ratio_to_the_default"]["pairs"] == 1
     out = tmp_path / "repeat.json"
     assert retime_repeat.main([str(tmp_path), "--json", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "| ratio to the default | 2 | +2.00% | 2.00% | 50% |" in printed
     assert "1 picks other than the default" in printed and "1 of them behind" in printed
     assert "| k | abc1234 | +2.0% | -2.0% |" in printed
-    assert len(json.loads(out.read_text())) == 4
+    assert "| benchmark ratio to the default | 1 | -50.98% |" in printed
+    assert len(json.loads(out.read_text())) == 5
     with pytest.raises(SystemExit):
         retime_repeat.main([str(tmp_path / "missing")])
 
