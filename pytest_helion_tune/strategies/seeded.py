@@ -1064,7 +1064,7 @@ class SeededSearch:
             known,
             found,
             cap,
-            base.with_name(base.name + "-polish"),
+            base,
             start,
             self.polish_steps,
             earlier,
@@ -1095,8 +1095,8 @@ class SeededSearch:
         as for the probe), again from a better one while a
         step gains ``MIN_IMPROVEMENT`` on Helion's timer, at most ``steps`` steps and never with
         less than ``BUDGET_LEFT_TO_GO_ON_S`` of the budget left. Its last best and the four
-        fastest it benchmarked. ``stage`` names its steps in the notes (``climb1``, or
-        ``polish-climb1`` for rule 3b's)."""
+        fastest it benchmarked. ``stage`` names its steps, in the logs (``BASE-climb1.csv``) and
+        the notes (``climb1``; ``polish-climb1`` for rule 3b's)."""
         logs: list[Path] = []
         for step in range(1, steps + 1):
             elapsed = time.perf_counter() - start
@@ -1107,15 +1107,15 @@ class SeededSearch:
                     break
                 size = budget_sized(cap, left)  # a step is benchmarked whole, like the probe
             current_id = _canonical_id(current)
-            name = f"{base.name}-climb{step}"
-            dead = self._dead_ends(problem, [*earlier, *logs], outcome, f"{stage}{step}")
+            name = f"{stage}{step}"
+            dead = self._dead_ends(problem, [*earlier, *logs], outcome, name)
             batch = batch_around(
                 problem, current, known, size, problem.seed + step, self.warp_pairs, dead
             )
             if len(batch) == 1:
                 break
             known.update(batch)
-            logs.append(base.with_name(name))
+            logs.append(base.with_name(f"{base.name}-{name}"))
             self._finite(
                 problem, list(batch.values()), logs[-1], outcome, elapsed, [*earlier, *logs[:-1]]
             )
