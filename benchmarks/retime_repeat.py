@@ -150,9 +150,10 @@ def bench_rows(retime: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def pick_row(result: dict[str, Any], folder: Path) -> dict[str, Any] | None:
+def pick_row(result: dict[str, Any], retime: dict[str, Any]) -> dict[str, Any] | None:
     """The search's pick against the default, in its ``final`` re-timing and the benchmark's
-    next one; None where it picked the default or has no ``final`` re-timing."""
+    next one (in ``retime``, the case's ``__retime.json``); None where it picked the default or
+    has no ``final`` re-timing."""
     finals = [r for r in result.get("retimings", []) if r.get("stage") == "final"]
     if not finals or not isinstance(result.get("config"), dict):
         return None
@@ -161,11 +162,6 @@ def pick_row(result: dict[str, Any], folder: Path) -> dict[str, Any] | None:
     default = next((c for c, (role, _) in final.items() if role == "default"), None)
     if default is None or pick == default or pick not in final:
         return None
-    retime_path = folder / f"{result.get('case')}__retime.json"
-    try:
-        retime = json.loads(retime_path.read_text())
-    except (OSError, ValueError):
-        retime = {}
     return {
         "kind": "pick",
         "case": result.get("case"),
@@ -174,10 +170,17 @@ def pick_row(result: dict[str, Any], folder: Path) -> dict[str, Any] | None:
         "commit": (result.get("environment") or {}).get("git_commit"),
         "config": pick,
         "final_lead": final[default][1] / final[pick][1] - 1,
-        "bench_lead": _bench_lead(retime, str(result.get("finished_at", "")), pick, default)
-        if isinstance(retime, dict)
-        else None,
+        "bench_lead": _bench_lead(retime, str(result.get("finished_at", "")), pick, default),
     }
+
+
+def _json_object(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``; None for an unreadable file or anything else."""
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
 
 
 def rows(dirs: Sequence[Path]) -> list[dict[str, Any]]:
@@ -188,28 +191,27 @@ def rows(dirs: Sequence[Path]) -> list[dict[str, Any]]:
     seen: set[tuple[str, str]] = set()
     bench_seen: set[tuple[str, str, str, str]] = set()
     for folder in dirs:
+        retimes: dict[Path, dict[str, Any]] = {}
         for path in sorted(folder.rglob("*__retime.json")):
-            try:
-                retime = json.loads(path.read_text())
-            except (OSError, ValueError):
+            retime = _json_object(path)
+            if retime is None:
                 continue
-            for row in bench_rows(retime) if isinstance(retime, dict) else []:
+            retimes[path] = retime
+            for row in bench_rows(retime):
                 key = (row["case"], row["started_at"], row["finished_at"], row["config"])
                 if key not in bench_seen:  # a copied dir holds the committed dir's history too
                     bench_seen.add(key)
                     out.append(row)
         for path in sorted(folder.rglob("*__seeded*.json")):
-            try:
-                result = json.loads(path.read_text())
-            except (OSError, ValueError):
-                continue
-            if not isinstance(result, dict) or "retimings" not in result:
+            result = _json_object(path)
+            if result is None or "retimings" not in result:
                 continue
             key = (str(result.get("case")), str(result.get("started_at")))
             if key not in seen:
                 seen.add(key)
                 out += search_rows(result)
-                picked = pick_row(result, path.parent)
+                retime = retimes.get(path.with_name(f"{result.get('case')}__retime.json"), {})
+                picked = pick_row(result, retime)
                 if picked:
                     out.append(picked)
     return out
